@@ -1,11 +1,43 @@
-"""Registry authentication: credentials as values and the challenge flow (Basic, Bearer)."""
+"""Registry authentication: credentials as values and the challenge flow (Basic, Bearer).
+
+The flow follows the distribution token spec: `GET /v2/` answers 200 (no auth) or 401 with a
+`WWW-Authenticate` challenge; a Basic challenge means credentials on every request to that host;
+a Bearer challenge names a token realm, asked with GET (Quay refuses the OAuth2 POST form), one
+`scope` parameter per scope, Basic credentials when we have them. Tokens are cached per
+(realm, service, scopes) until shortly before they expire.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import base64
+import ipaddress
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["CredentialProvider", "Credentials"]
+import httpx
+
+from sync.errors import RegistryError, redact_url
+from sync.retry import RetryPolicy, send_with_retry
+
+__all__ = [
+    "Authenticator",
+    "Challenge",
+    "CredentialProvider",
+    "Credentials",
+    "parse_challenge",
+    "pull_scope",
+    "push_scope",
+]
+
+#: Token lifetime when the token endpoint does not say (the token spec's default). Quay omits
+#: `expires_in` though its tokens live an hour; 60 s only costs a few extra token requests.
+DEFAULT_TOKEN_SECONDS = 60
+#: Refresh a token this long before it expires.
+TOKEN_MARGIN_SECONDS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +50,250 @@ class Credentials:
     def __repr__(self) -> str:
         return f"Credentials(username={self.username!r}, password=<redacted>)"
 
+    def basic_header(self) -> str:
+        raw = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
+
 
 #: Looks up credentials for a registry API host (`host` or `host:port`); None means anonymous.
 #: May block (Secret Manager) and may raise CredentialError; called only when a registry asks.
 CredentialProvider = Callable[[str], Credentials | None]
+
+
+def pull_scope(repository: str) -> str:
+    return f"repository:{repository}:pull"
+
+
+def push_scope(repository: str) -> str:
+    return f"repository:{repository}:pull,push"
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """A parsed `WWW-Authenticate` header: scheme (lowercase) and its parameters."""
+
+    scheme: str
+    params: dict[str, str]
+
+    @property
+    def realm(self) -> str:
+        return self.params.get("realm", "")
+
+    @property
+    def service(self) -> str | None:
+        return self.params.get("service")
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        scope = self.params.get("scope")
+        return tuple(scope.split(" ")) if scope else ()
+
+
+_CHALLENGE_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
+
+
+def parse_challenge(header: str | None) -> Challenge | None:
+    """Parse `Bearer realm="...",service="...",scope="..."` (or `Basic realm=...`)."""
+    if not header:
+        return None
+    scheme, _, rest = header.strip().partition(" ")
+    params: dict[str, str] = {}
+    for match in _CHALLENGE_PARAM.finditer(rest):
+        quoted, bare = match.group(2), match.group(3)
+        value = quoted.replace('\\"', '"') if quoted is not None else bare
+        params[match.group(1).lower()] = value or ""
+    return Challenge(scheme.lower(), params)
+
+
+def _is_private_host(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host == "localhost"
+    return address.is_private or address.is_loopback or address.is_link_local
+
+
+@dataclass(slots=True)
+class _Token:
+    value: str
+    expires_at: float
+
+
+class Authenticator:
+    """Authorization headers for one registry host, learnt from its challenges.
+
+    `authorization(scopes)` gives the header for a request needing those scopes (None for an
+    anonymous registry); `learn(response_header)` takes the challenge of a 401 and says whether
+    a retry with a fresh header may succeed.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        http: httpx.AsyncClient,
+        *,
+        secure: bool,
+        credentials: CredentialProvider | None,
+        policy: RetryPolicy,
+    ) -> None:
+        self.host = host
+        self._http = http
+        self._secure = secure
+        self._provider = credentials
+        self._policy = policy
+        self._challenge: Challenge | None = None
+        self._pinged = False
+        self._credentials: Credentials | None = None
+        self._credentials_loaded = False
+        self._lock = asyncio.Lock()
+        self._token_locks: dict[tuple[str, ...], asyncio.Lock] = {}
+        self._tokens: dict[tuple[str, ...], _Token] = {}
+        #: Token requests sent (for tests and benchmarks).
+        self.token_requests = 0
+
+    @property
+    def scheme(self) -> str | None:
+        """`None` before the first ping, `""` for an anonymous registry, else the scheme."""
+        if not self._pinged:
+            return None
+        return self._challenge.scheme if self._challenge else ""
+
+    async def ping(self) -> None:
+        """`GET /v2/` once per host to learn how it wants to be authenticated."""
+        async with self._lock:
+            if self._pinged:
+                return
+            url = f"{'https' if self._secure else 'http'}://{self.host}/v2/"
+            reply = await send_with_retry(self._http, "GET", url, policy=self._policy)
+            if reply.status == 401:
+                self._challenge = parse_challenge(reply.headers.get("www-authenticate"))
+                if self._challenge is None:
+                    raise RegistryError(
+                        "401 without a WWW-Authenticate challenge",
+                        status=401,
+                        method="GET",
+                        url=url,
+                    )
+            elif reply.status != 200:
+                raise RegistryError(
+                    "registry API not available at /v2/",
+                    status=reply.status,
+                    method="GET",
+                    url=url,
+                )
+            self._pinged = True
+
+    async def credentials(self) -> Credentials | None:
+        if not self._credentials_loaded:
+            async with self._lock:
+                if not self._credentials_loaded and self._provider is not None:
+                    self._credentials = await asyncio.to_thread(self._provider, self.host)
+                self._credentials_loaded = True
+        return self._credentials
+
+    async def authorization(self, scopes: Iterable[str]) -> str | None:
+        await self.ping()
+        challenge = self._challenge
+        if challenge is None:
+            return None
+        if challenge.scheme == "basic":
+            creds = await self.credentials()
+            return creds.basic_header() if creds else None
+        if challenge.scheme == "bearer":
+            token = await self._token(challenge, tuple(sorted(set(scopes))))
+            return f"Bearer {token}" if token else None
+        raise RegistryError(f"unsupported authentication scheme {challenge.scheme!r}")
+
+    def learn(self, header: str | None, scopes: Iterable[str]) -> bool:
+        """Take the challenge of a 401. True when a retry with a new header may help: the
+        scheme or realm changed, or the token for these scopes is dropped to be fetched anew."""
+        challenge = parse_challenge(header)
+        if challenge is None or challenge.scheme not in {"basic", "bearer"}:
+            return False
+        old = self._challenge
+        self._pinged = True
+        if old is None or old.scheme != challenge.scheme or old.realm != challenge.realm:
+            self._challenge = challenge
+            return True
+        key = self._key(challenge, tuple(sorted(set(scopes))))
+        return self._tokens.pop(key, None) is not None
+
+    @staticmethod
+    def _key(challenge: Challenge, scopes: tuple[str, ...]) -> tuple[str, ...]:
+        return (challenge.realm, challenge.service or "", *scopes)
+
+    async def _token(self, challenge: Challenge, scopes: tuple[str, ...]) -> str | None:
+        key = self._key(challenge, scopes)
+        lock = self._token_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(key)
+            if cached and cached.expires_at > time.monotonic():
+                return cached.value
+            token = await self._fetch_token(challenge, scopes)
+            self._tokens[key] = token
+            return token.value
+
+    def _check_realm(self, realm: str) -> httpx.URL:
+        try:
+            url = httpx.URL(realm)
+        except httpx.InvalidURL:
+            raise RegistryError(f"{self.host}: invalid token realm {realm!r}") from None
+        if url.scheme not in {"http", "https"} or not url.host:
+            raise RegistryError(f"{self.host}: invalid token realm {redact_url(realm)!r}")
+        registry_host = self.host.rsplit(":", 1)[0] if "]" not in self.host else self.host
+        if self._secure and url.scheme != "https":
+            raise RegistryError(
+                f"{self.host}: refusing token realm {redact_url(realm)} over plain HTTP "
+                "for a registry reached over TLS"
+            )
+        if self._secure and _is_private_host(url.host) and not _is_private_host(registry_host):
+            raise RegistryError(
+                f"{self.host}: refusing token realm {redact_url(realm)} on a private address"
+            )
+        return url
+
+    async def _fetch_token(self, challenge: Challenge, scopes: tuple[str, ...]) -> _Token:
+        url = self._check_realm(challenge.realm)
+        params: list[tuple[str, str | int | float | bool | None]] = []
+        if challenge.service:
+            params.append(("service", challenge.service))
+        params += [("scope", scope) for scope in scopes]
+        url = url.copy_merge_params(httpx.QueryParams(params))
+        headers = {}
+        creds = await self.credentials()
+        if creds:
+            headers["Authorization"] = creds.basic_header()
+        self.token_requests += 1
+        reply = await send_with_retry(self._http, "GET", url, headers=headers, policy=self._policy)
+        where = redact_url(str(url))
+        if reply.status in {401, 403}:
+            who = f"as {creds.username!r}" if creds else "anonymously"
+            raise RegistryError(
+                f"token request {who} refused: wrong credentials?",
+                status=reply.status,
+                method="GET",
+                url=str(url),
+                codes=("UNAUTHORIZED",),
+            )
+        if reply.status != 200:
+            raise RegistryError(
+                "token endpoint failed",
+                status=reply.status,
+                method="GET",
+                url=str(url),
+                temporary=self._policy.retryable_status(reply.status),
+            )
+        try:
+            doc = json.loads(reply.body)
+        except (ValueError, UnicodeDecodeError):
+            doc = None
+        if not isinstance(doc, dict):
+            raise RegistryError(f"token endpoint {where} answered something that is not JSON")
+        value = doc.get("token") or doc.get("access_token")
+        if not isinstance(value, str) or not value:
+            raise RegistryError(f"token endpoint {where} answered without a token")
+        expires_in = doc.get("expires_in")
+        if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
+            expires_in = DEFAULT_TOKEN_SECONDS
+        lifetime = max(float(expires_in) - TOKEN_MARGIN_SECONDS, float(expires_in) / 2, 1.0)
+        return _Token(value, time.monotonic() + lifetime)

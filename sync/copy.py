@@ -1,0 +1,262 @@
+"""Copying one image, every platform, digest-exactly, from one registry to another.
+
+The algorithm, step by step (the code below follows it):
+
+1. Read the source manifest (by tag or digest) as raw bytes and check its digest. Refuse what
+   cannot be copied exactly (schema 1, foreign layers) before anything is written.
+2. For an index, copy every child it lists, attestation manifests included: a child the target
+   already holds by digest is skipped without reading it from the source (on Docker Hub every
+   manifest GET is a pull); any other child is read by digest, its blobs copied, and it is
+   pushed by digest.
+3. For an image manifest, copy its config and layers, concurrently with a bound. Per blob: the
+   target has it → skip; a sibling repository on the same target registry is known to have it
+   → mount; else stream it from the source into a monolithic upload while hashing, and abort
+   the upload unless size and sha256 match the descriptor. One digest is never uploaded to the
+   same target twice at once: a second copy waits for the first. A blob that fails mid-stream
+   is restarted whole (new GET, new upload session, the old one cancelled).
+4. Push the top manifest last, by tag. Until then nothing points at the new content, so a tag on
+   the target never refers to an image that is not fully there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from sync.errors import BlobMismatchError, ImageSyncError, RegistryError
+from sync.oci import Descriptor, Manifest
+from sync.reference import Reference
+from sync.registry import BlobStream, RegistryClient, UploadSession
+
+__all__ = ["Copier", "CopyResult", "CopyStats"]
+
+#: Called with the number of blob bytes just sent to the target.
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(slots=True)
+class CopyStats:
+    """What a copy transferred: blob bytes and counts (manifests are not counted as bytes)."""
+
+    bytes_copied: int = 0
+    blobs_copied: int = 0
+    blobs_skipped: int = 0
+    manifests_pushed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    digest: str
+    media_type: str
+    stats: CopyStats = field(default_factory=CopyStats)
+
+
+@dataclass(frozen=True, slots=True)
+class _Side:
+    client: RegistryClient
+    repository: str
+
+
+class Copier:
+    """Copies images; one instance per run so concurrent copies share what they learn.
+
+    It remembers which target repositories hold which blobs (to mount rather than upload) and
+    which uploads are under way (so one digest is never sent to one place twice at once).
+    """
+
+    def __init__(self, *, blob_concurrency: int = 4, progress: ProgressCallback | None = None):
+        self._blob_slots = asyncio.Semaphore(blob_concurrency)
+        self._progress = progress
+        self._inflight: dict[tuple[str, str, str], asyncio.Future[bool]] = {}
+        self._holders: dict[tuple[str, str], set[str]] = {}
+
+    async def copy(
+        self,
+        source: RegistryClient,
+        source_ref: Reference,
+        target: RegistryClient,
+        target_ref: Reference,
+        *,
+        manifest: Manifest | None = None,
+    ) -> CopyResult:
+        """Copy `source_ref` to `target_ref` (a tag, or its digest when it has no tag).
+
+        `manifest` may carry the source manifest already read. Raises ImageSyncError; the
+        target tag is untouched unless everything it would point at is in place.
+        """
+        src = _Side(source, source_ref.repository)
+        dst = _Side(target, target_ref.repository)
+        stats = CopyStats()
+        if manifest is None:
+            manifest = await source.manifest_get(src.repository, source_ref.identifier)
+        if source_ref.digest and manifest.digest != source_ref.digest:
+            raise ImageSyncError(f"{source_ref}: source answered {manifest.digest}")
+        await self._copy_manifest_content(src, dst, manifest, stats)
+        reference = target_ref.tag or manifest.digest
+        await target.manifest_put(dst.repository, reference, manifest)
+        stats.manifests_pushed += 1
+        return CopyResult(manifest.digest, manifest.media_type, stats)
+
+    async def _copy_manifest_content(
+        self, src: _Side, dst: _Side, manifest: Manifest, stats: CopyStats
+    ) -> None:
+        """Everything `manifest` refers to, so that pushing it afterwards is safe."""
+        if manifest.is_index:
+            await _gather(
+                *(self._copy_child(src, dst, child, stats) for child in manifest.children())
+            )
+        else:
+            manifest.check_copyable()
+            unique = {blob.digest: blob for blob in manifest.blobs()}
+            await _gather(*(self._copy_blob(src, dst, blob, stats) for blob in unique.values()))
+
+    async def _copy_child(
+        self, src: _Side, dst: _Side, child: Descriptor, stats: CopyStats
+    ) -> None:
+        if await dst.client.manifest_head(dst.repository, child.digest) is not None:
+            return
+        manifest = await src.client.manifest_get(src.repository, child.digest)
+        await self._copy_manifest_content(src, dst, manifest, stats)
+        await dst.client.manifest_put(dst.repository, child.digest, manifest)
+        stats.manifests_pushed += 1
+
+    async def _copy_blob(self, src: _Side, dst: _Side, blob: Descriptor, stats: CopyStats) -> None:
+        key = (dst.client.host, dst.repository, blob.digest)
+        running = self._inflight.get(key)
+        if running is not None:
+            # The same blob is on its way to the same repository for another image.
+            await asyncio.shield(running)
+            stats.blobs_skipped += 1
+            return
+        task = asyncio.ensure_future(self._transfer_blob(src, dst, blob, stats))
+        self._inflight[key] = task
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._inflight.pop(key, None)
+
+    async def _transfer_blob(
+        self, src: _Side, dst: _Side, blob: Descriptor, stats: CopyStats
+    ) -> bool:
+        """Make `dst` hold `blob`; True when bytes were transferred."""
+        holders_key = (dst.client.host, blob.digest)
+        if await dst.client.blob_head(dst.repository, blob.digest) is not None:
+            self._holders.setdefault(holders_key, set()).add(dst.repository)
+            stats.blobs_skipped += 1
+            return False
+        session = None
+        for holder in self._mount_sources(src, dst, blob):
+            try:
+                session = await dst.client.blob_mount(dst.repository, blob.digest, holder)
+            except RegistryError:
+                continue  # some registries refuse mounts: upload instead
+            if session is None:
+                self._holders.setdefault(holders_key, set()).add(dst.repository)
+                stats.blobs_skipped += 1
+                return False
+            break
+        async with self._blob_slots:
+            await self._stream_blob(src, dst, blob, stats, session)
+        self._holders.setdefault(holders_key, set()).add(dst.repository)
+        stats.blobs_copied += 1
+        return True
+
+    def _mount_sources(self, src: _Side, dst: _Side, blob: Descriptor) -> list[str]:
+        """Repositories on the target registry known to hold the blob: the source itself when
+        both sides are one registry, else those this run saw holding it. Never across
+        registries (a mount from Docker Hub into Quay cannot work)."""
+        holders = sorted(
+            self._holders.get((dst.client.host, blob.digest), set()) - {dst.repository}
+        )
+        if src.client.host == dst.client.host and src.repository != dst.repository:
+            holders.insert(0, src.repository)
+        return holders[:1]
+
+    async def _stream_blob(
+        self,
+        src: _Side,
+        dst: _Side,
+        blob: Descriptor,
+        stats: CopyStats,
+        upload: UploadSession | None,
+    ) -> None:
+        """Stream one blob into an upload; on a temporary failure start over, whole."""
+        attempt = 0
+        while True:
+            attempt += 1
+            if upload is None:
+                upload = await dst.client.blob_upload_start(dst.repository)
+            try:
+                async with src.client.blob_open(src.repository, blob.digest) as stream:
+                    origin = f"{src.client.host}/{src.repository}"
+                    if stream.size is not None and stream.size != blob.size:
+                        raise BlobMismatchError(
+                            f"blob {blob.digest} from {origin}: source sends {stream.size} "
+                            f"bytes, descriptor says {blob.size}"
+                        )
+                    body = self._verified(stream, blob, src)
+                    await dst.client.blob_upload_finish(upload, blob.digest, blob.size, body)
+                stats.bytes_copied += blob.size
+                return
+            except (RegistryError, BlobMismatchError) as exc:
+                await dst.client.blob_upload_cancel(upload)
+                upload = None
+                wait = dst.client.policy.delay(attempt) if exc.temporary else None
+                if wait is None:
+                    raise
+                await asyncio.sleep(wait)
+
+    async def _verified(
+        self, stream: BlobStream, blob: Descriptor, src: _Side
+    ) -> AsyncIterator[bytes]:
+        """The source's chunks, hashed and counted on the way through. Raising here aborts the
+        upload before its last byte, so the registry never commits content that is not the
+        descriptor's."""
+        origin = f"{src.client.host}/{src.repository}"
+        digest = hashlib.sha256()
+        size = 0
+        chunks = aiter(stream)
+        while True:
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except httpx.TransportError as exc:
+                raise RegistryError(
+                    f"reading the blob failed after {size} bytes: {type(exc).__name__}",
+                    method="GET",
+                    url=src.client.api_url(f"{src.repository}/blobs/{blob.digest}"),
+                    temporary=True,
+                ) from None
+            size += len(chunk)
+            if size > blob.size:
+                break
+            digest.update(chunk)
+            if self._progress:
+                self._progress(len(chunk))
+            yield chunk
+        actual = "sha256:" + digest.hexdigest()
+        if size != blob.size or actual != blob.digest:
+            raise BlobMismatchError(
+                f"blob {blob.digest} from {origin} is corrupt: received "
+                f"{'more than ' if size > blob.size else ''}{size} bytes hashing to "
+                f"{actual[:19]}..., descriptor says {blob.size} bytes"
+            )
+
+
+async def _gather(*aws: Coroutine[Any, Any, None]) -> None:
+    """Run all; when one fails, cancel the rest and raise the first failure."""
+    tasks = [asyncio.ensure_future(aw) for aw in aws]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

@@ -1,0 +1,539 @@
+"""The distribution HTTP API over httpx: ping, manifests, blobs, uploads, mounts, tags.
+
+One `RegistryClient` per registry host; `Registries` hands them out by host with each host's
+TLS setting and credentials. Every call states which statuses it accepts; anything else becomes
+a RegistryError carrying status, method, redacted URL, the registry's error codes and whether a
+retry may help. No config, no credential storage here: both come in as values and callables.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+
+import httpx
+
+from sync.auth import Authenticator, CredentialProvider, pull_scope, push_scope
+from sync.errors import RegistryError
+from sync.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Manifest, is_digest
+from sync.retry import Reply, RetryPolicy, send_with_retry
+
+__all__ = [
+    "BlobStream",
+    "HostSettings",
+    "ManifestInfo",
+    "RateLimit",
+    "Registries",
+    "RegistryClient",
+    "UploadSession",
+    "parse_rate_limit",
+    "resolve_location",
+]
+
+USER_AGENT = "image-sync/0.1 (+httpx)"
+BLOB_CHUNK = 256 * 1024
+TAG_PAGE_SIZE = 1000
+MAX_TAG_PAGES = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Docker Hub's pull allowance as its `ratelimit-*` headers state it."""
+
+    limit: int
+    remaining: int
+
+
+def _header_number(value: str | None) -> int | None:
+    if not value:
+        return None
+    head = value.split(";", 1)[0].strip()
+    return int(head) if head.isdigit() else None
+
+
+def parse_rate_limit(headers: httpx.Headers) -> RateLimit | None:
+    """`ratelimit-limit: 100;w=21600`, `ratelimit-remaining: 76;w=21600`; none means no limit."""
+    limit = _header_number(headers.get("ratelimit-limit"))
+    remaining = _header_number(headers.get("ratelimit-remaining"))
+    if limit is None or remaining is None:
+        return None
+    return RateLimit(limit=limit, remaining=remaining)
+
+
+def resolve_location(request_url: httpx.URL, location: str, **params: str) -> httpx.URL:
+    """An upload `Location` resolved against the request URL (it may be relative) with
+    `params` appended to whatever query it already has: never rebuilt."""
+    url = request_url.join(location)
+    if not params:
+        return url
+    extra = "&".join(f"{key}={value}" for key, value in params.items())
+    query = url.query.decode("ascii")
+    return url.copy_with(query=(f"{query}&{extra}" if query else extra).encode("ascii"))
+
+
+def _error_codes_and_message(body: bytes) -> tuple[tuple[str, ...], str]:
+    """Registry error bodies are `{"errors": [{"code", "message"}]}`, but proxies send plain
+    text or HTML (Docker Hub's 429s among them): parse leniently."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    if isinstance(doc, dict) and isinstance(doc.get("errors"), list):
+        codes, messages = [], []
+        for item in doc["errors"]:
+            if isinstance(item, dict):
+                if isinstance(item.get("code"), str):
+                    codes.append(item["code"])
+                if isinstance(item.get("message"), str):
+                    messages.append(item["message"])
+        return tuple(codes), "; ".join(messages)
+    text = body.decode("utf-8", "replace")
+    text = re.sub(r"<[^>]*>", " ", text)
+    text = " ".join(text.split())
+    return (), text[:200]
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestInfo:
+    """What a manifest HEAD tells: digest, media type, size."""
+
+    digest: str
+    media_type: str
+    size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSession:
+    """An open blob upload: where to send the content."""
+
+    repository: str
+    location: httpx.URL
+
+
+class BlobStream:
+    """A blob's content as it arrives, in chunks; `size` from Content-Length when sent."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        length = response.headers.get("content-length")
+        self.size = int(length) if length and length.isdigit() else None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._response.aiter_bytes(BLOB_CHUNK)
+
+
+@dataclass(frozen=True, slots=True)
+class HostSettings:
+    """How to reach one registry host: TLS or plain HTTP, and where credentials come from."""
+
+    secure: bool = True
+    credentials: CredentialProvider | None = None
+
+
+class RegistryClient:
+    """The registry API of one host. Methods are named noun first: manifest_*, blob_*, tag_*."""
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        settings: HostSettings | None = None,
+        policy: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        settings = settings or HostSettings()
+        self.host = host
+        self.scheme = "https" if settings.secure else "http"
+        self.policy = policy or RetryPolicy()
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            verify=True,
+            timeout=httpx.Timeout(timeout, connect=15.0),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            headers={"User-Agent": USER_AGENT},
+        )
+        self.auth = Authenticator(
+            host,
+            self._http,
+            secure=settings.secure,
+            credentials=settings.credentials,
+            policy=self.policy,
+        )
+        #: The last pull allowance the registry announced (Docker Hub), or None.
+        self.rate_limit: RateLimit | None = None
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def api_url(self, path: str) -> str:
+        return f"{self.scheme}://{self.host}/v2/{path}"
+
+    async def _request(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        *,
+        scopes: Iterable[str],
+        ok: Iterable[int],
+        headers: dict[str, str] | None = None,
+        content: bytes | AsyncIterable[bytes] | None = None,
+        stream: bool = False,
+        follow_redirects: bool = False,
+        missing: Iterable[int] = (),
+    ) -> Reply | None:
+        """Send with authorization and retries; return the reply for an `ok` status, None for
+        a `missing` one, raise RegistryError otherwise. A 401 carrying a challenge is answered
+        once with a fresh header (only when the body can be sent again)."""
+        scopes = tuple(scopes)
+        ok, missing = frozenset(ok), frozenset(missing)
+        target = httpx.URL(str(url))
+        retried_auth = False
+        while True:
+            send_headers = dict(headers or {})
+            # Authorization goes only to the registry host itself, never to another host
+            # (an upload Location or a CDN), as the distribution spec requires.
+            if target.netloc.decode("ascii") == self.host:
+                authorization = await self.auth.authorization(scopes)
+                if authorization:
+                    send_headers["Authorization"] = authorization
+            reply = await send_with_retry(
+                self._http,
+                method,
+                target,
+                policy=self.policy,
+                headers=send_headers,
+                content=content,
+                stream=stream,
+                follow_redirects=follow_redirects,
+            )
+            if "ratelimit-remaining" in reply.headers:
+                self.rate_limit = parse_rate_limit(reply.headers) or self.rate_limit
+            status = reply.status
+            if (
+                status == 401
+                and not retried_auth
+                and (content is None or isinstance(content, bytes))
+                and self.auth.learn(reply.headers.get("www-authenticate"), scopes)
+            ):
+                retried_auth = True
+                continue
+            if status in ok:
+                return reply
+            if status in missing:
+                return None
+            raise self._error(reply, method, target, after_fresh_auth=retried_auth)
+
+    def _error(
+        self, reply: Reply, method: str, url: httpx.URL, *, after_fresh_auth: bool
+    ) -> RegistryError:
+        codes, message = _error_codes_and_message(reply.body)
+        status = reply.status
+        if status == 401:
+            # Quay answers a missing repository, or one these credentials may not read, with
+            # 401 rather than 404: after a fresh token it means "absent or forbidden".
+            message = message or "unauthorized"
+            message += (
+                " (repository absent, or the credentials lack access)"
+                if after_fresh_auth or self.auth.scheme
+                else ""
+            )
+        if status == 429 and self.rate_limit is not None:
+            message = (message or "too many requests") + (
+                f" (pull allowance {self.rate_limit.remaining}/{self.rate_limit.limit})"
+            )
+        retry_after = reply.headers.get("retry-after")
+        return RegistryError(
+            message or reply.response.reason_phrase or "request failed",
+            status=status,
+            method=method,
+            url=str(url),
+            codes=codes,
+            temporary=self.policy.retryable_status(status) or "TOOMANYREQUESTS" in codes,
+            retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+        )
+
+    # -- ping ---------------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """Reach `/v2/` and learn the host's authentication scheme."""
+        await self.auth.ping()
+
+    # -- manifests ----------------------------------------------------------------------------
+
+    async def manifest_head(self, repository: str, reference: str) -> ManifestInfo | None:
+        """The digest a tag or digest resolves to, or None when the registry says it is not
+        there. A HEAD costs no Docker Hub pull; a GET does."""
+        reply = await self._request(
+            "HEAD",
+            self.api_url(f"{repository}/manifests/{reference}"),
+            scopes=[pull_scope(repository)],
+            headers={"Accept": MANIFEST_ACCEPT},
+            ok=[200],
+            missing=[404],
+        )
+        if reply is None:
+            return None
+        digest = reply.headers.get("docker-content-digest", "")
+        if not is_digest(digest):
+            if is_digest(reference):
+                digest = reference
+            else:
+                raise RegistryError(
+                    "manifest HEAD answered without a valid Docker-Content-Digest",
+                    status=reply.status,
+                    method="HEAD",
+                    url=self.api_url(f"{repository}/manifests/{reference}"),
+                )
+        length = reply.headers.get("content-length")
+        return ManifestInfo(
+            digest=digest,
+            media_type=reply.headers.get("content-type", "").split(";", 1)[0].strip(),
+            size=int(length) if length and length.isdigit() else None,
+        )
+
+    async def manifest_get(self, repository: str, reference: str) -> Manifest:
+        """A manifest's exact bytes, checked against the digest asked for (or announced)."""
+        url = self.api_url(f"{repository}/manifests/{reference}")
+        reply = await self._request(
+            "GET",
+            url,
+            scopes=[pull_scope(repository)],
+            headers={"Accept": MANIFEST_ACCEPT},
+            ok=[200],
+        )
+        assert reply is not None
+        expected = reference if is_digest(reference) else None
+        announced = reply.headers.get("docker-content-digest")
+        if expected is None and announced and announced.startswith("sha256:"):
+            expected = announced
+        if len(reply.body) > MAX_MANIFEST_BYTES:
+            raise RegistryError("manifest too large", method="GET", url=url)
+        return Manifest.parse(
+            reply.body, reply.headers.get("content-type"), expected_digest=expected
+        )
+
+    async def manifest_put(self, repository: str, reference: str, manifest: Manifest) -> str:
+        """Push the exact bytes under a tag or their digest; Content-Type is the media type
+        (Quay treats a missing or generic type as schema 1). Returns the digest stored."""
+        url = self.api_url(f"{repository}/manifests/{reference}")
+        reply = await self._request(
+            "PUT",
+            url,
+            scopes=[push_scope(repository)],
+            headers={"Content-Type": manifest.media_type},
+            content=manifest.raw,
+            ok=[200, 201, 202],
+        )
+        assert reply is not None
+        stored = reply.headers.get("docker-content-digest") or manifest.digest
+        if stored != manifest.digest:
+            raise RegistryError(
+                f"registry stored digest {stored}, not {manifest.digest}: content was altered",
+                status=reply.status,
+                method="PUT",
+                url=url,
+            )
+        return stored
+
+    async def manifest_delete(self, repository: str, digest: str) -> None:
+        await self._request(
+            "DELETE",
+            self.api_url(f"{repository}/manifests/{digest}"),
+            scopes=[push_scope(repository)],
+            ok=[200, 202],
+            missing=[404],
+        )
+
+    # -- blobs --------------------------------------------------------------------------------
+
+    async def blob_head(self, repository: str, digest: str) -> int | None:
+        """The blob's size when this repository has it, else None (per repository on Quay)."""
+        reply = await self._request(
+            "HEAD",
+            self.api_url(f"{repository}/blobs/{digest}"),
+            scopes=[pull_scope(repository)],
+            ok=[200],
+            missing=[404],
+            follow_redirects=True,
+        )
+        if reply is None:
+            return None
+        length = reply.headers.get("content-length")
+        return int(length) if length and length.isdigit() else -1
+
+    @asynccontextmanager
+    async def blob_open(self, repository: str, digest: str) -> AsyncIterator[BlobStream]:
+        """Stream a blob. Docker Hub and Quay redirect to a signed CDN URL; httpx follows it
+        and drops `Authorization` on the other origin (a signed URL refuses it with 400).
+        `Accept-Encoding: identity` keeps the bytes as stored."""
+        reply = await self._request(
+            "GET",
+            self.api_url(f"{repository}/blobs/{digest}"),
+            scopes=[pull_scope(repository)],
+            headers={"Accept-Encoding": "identity"},
+            ok=[200],
+            stream=True,
+            follow_redirects=True,
+        )
+        assert reply is not None
+        try:
+            yield BlobStream(reply.response)
+        finally:
+            await reply.response.aclose()
+
+    async def blob_get(self, repository: str, digest: str) -> bytes:
+        """A small blob (a config) read whole."""
+        chunks = []
+        async with self.blob_open(repository, digest) as stream:
+            async for chunk in stream:
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def blob_upload_start(self, repository: str) -> UploadSession:
+        """`POST /blobs/uploads/`: a body-less request, so it also settles the push token
+        before any streamed body (which cannot be sent twice) goes out."""
+        url = self.api_url(f"{repository}/blobs/uploads/")
+        reply = await self._request(
+            "POST", url, scopes=[push_scope(repository)], ok=[202], content=b""
+        )
+        assert reply is not None
+        return self._session(repository, reply, httpx.URL(url))
+
+    def _session(self, repository: str, reply: Reply, request_url: httpx.URL) -> UploadSession:
+        location = reply.headers.get("location")
+        if not location:
+            raise RegistryError(
+                "upload started without a Location",
+                status=reply.status,
+                method="POST",
+                url=str(request_url),
+            )
+        return UploadSession(repository, resolve_location(request_url, location))
+
+    async def blob_mount(
+        self, repository: str, digest: str, source_repository: str
+    ) -> UploadSession | None:
+        """Cross-repository mount within this registry. None when mounted (201); an open
+        upload session when the registry started one instead (202); raises on an error, after
+        which the caller uploads normally."""
+        url = self.api_url(f"{repository}/blobs/uploads/")
+        url_with_query = f"{url}?mount={digest}&from={source_repository}"
+        reply = await self._request(
+            "POST",
+            url_with_query,
+            scopes=[push_scope(repository), pull_scope(source_repository)],
+            ok=[201, 202],
+            content=b"",
+        )
+        assert reply is not None
+        if reply.status == 201:
+            return None
+        return self._session(repository, reply, httpx.URL(url_with_query))
+
+    async def blob_upload_finish(
+        self, session: UploadSession, digest: str, size: int, body: AsyncIterable[bytes]
+    ) -> None:
+        """Monolithic upload: `PUT <Location>&digest=D` with the whole body and an explicit
+        Content-Length (without it httpx would send a generator chunked)."""
+        url = resolve_location(session.location, "", digest=digest)
+        await self._request(
+            "PUT",
+            url,
+            scopes=[push_scope(session.repository)],
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            content=body,
+            ok=[201, 204],
+        )
+
+    async def blob_upload_cancel(self, session: UploadSession) -> None:
+        """Abandon an upload (best effort: registries expire sessions anyway)."""
+        with suppress(RegistryError):
+            await self._request(
+                "DELETE",
+                session.location,
+                scopes=[push_scope(session.repository)],
+                ok=[200, 202, 204],
+                missing=[404, 405],
+            )
+
+    # -- tags ---------------------------------------------------------------------------------
+
+    async def tag_list(self, repository: str, page_size: int = TAG_PAGE_SIZE) -> list[str]:
+        """Every tag, following `Link: <...>; rel="next"` as given (sorted by name, not date)."""
+        url: httpx.URL = httpx.URL(self.api_url(f"{repository}/tags/list")).copy_merge_params(
+            {"n": page_size}
+        )
+        tags: list[str] = []
+        for _ in range(MAX_TAG_PAGES):
+            reply = await self._request("GET", url, scopes=[pull_scope(repository)], ok=[200])
+            assert reply is not None
+            try:
+                doc = json.loads(reply.body)
+            except (ValueError, UnicodeDecodeError):
+                doc = None
+            page = doc.get("tags") if isinstance(doc, dict) else None
+            if page is not None and not (
+                isinstance(page, list) and all(isinstance(t, str) for t in page)
+            ):
+                raise RegistryError("tag list is not a list of strings", method="GET", url=str(url))
+            tags.extend(page or [])
+            next_url = _next_link(reply.headers.get("link"))
+            if not next_url:
+                return tags
+            url = url.join(next_url)
+        raise RegistryError("tag list has too many pages", method="GET", url=str(url))
+
+
+def _next_link(header: str | None) -> str | None:
+    if not header:
+        return None
+    for part in header.split(","):
+        match = re.match(r"\s*<([^>]*)>\s*;(.*)", part)
+        if match and re.search(r'rel="?next"?', match.group(2)):
+            return match.group(1)
+    return None
+
+
+class Registries:
+    """One client per registry host, made on first use with that host's settings."""
+
+    def __init__(
+        self,
+        settings_for: Callable[[str], HostSettings],
+        *,
+        policy: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._settings_for = settings_for
+        self._policy = policy or RetryPolicy()
+        self._transport = transport
+        self._clients: dict[str, RegistryClient] = {}
+
+    def client(self, host: str) -> RegistryClient:
+        if host not in self._clients:
+            self._clients[host] = RegistryClient(
+                host,
+                settings=self._settings_for(host),
+                policy=self._policy,
+                transport=self._transport,
+            )
+        return self._clients[host]
+
+    @property
+    def clients(self) -> dict[str, RegistryClient]:
+        return dict(self._clients)
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+    async def __aenter__(self) -> Registries:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
