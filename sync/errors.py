@@ -21,6 +21,7 @@ __all__ = [
     "PullBudgetExhausted",
     "RegistryError",
     "UnsupportedError",
+    "UpstreamMissingError",
     "redact_url",
 ]
 
@@ -137,6 +138,12 @@ class BlobMismatchError(ImageSyncError):
 
     code = "DIGEST_INVALID"
     temporary = True
+
+
+class UpstreamMissingError(ImageSyncError):
+    """A configured tag that the upstream registry does not have."""
+
+    code = "MANIFEST_UNKNOWN"
 
 
 class UnsupportedError(ImageSyncError):

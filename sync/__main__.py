@@ -1,0 +1,5 @@
+"""`python -m sync`: the image-sync command line."""
+
+from sync.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,368 @@
+"""One run: for each image and tag, compare, discover, copy; then one report.
+
+Per tag: HEAD upstream and HEAD target (a HEAD costs no Docker Hub pull); equal digests mean up
+to date and nothing else is asked. Otherwise the tag is copied, unless this is a dry run, the
+run's time budget is spent, or the upstream pull allowance fell below its floor (then the tag is
+`deferred` and the next run picks it up). A failure in one tag never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sync.auth import CredentialProvider, pull_scope
+from sync.config import Config, ImageConfig
+from sync.copy import Copier
+from sync.errors import (
+    DeadlineExceeded,
+    ImageSyncError,
+    PullBudgetExhausted,
+    RegistryError,
+    UpstreamMissingError,
+)
+from sync.registry import HostSettings, ManifestInfo, Registries, RegistryClient
+from sync.report import (
+    ErrorInfo,
+    ImageReport,
+    RateLimit,
+    Report,
+    TagAction,
+    TagReport,
+    TagState,
+    build_report,
+)
+from sync.versions import newest_versions, select_new_tags
+
+__all__ = ["DiscoveredTag", "Engine", "RunOptions", "registries_for"]
+
+log = logging.getLogger("image_sync")
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What one run does. `images`/`tags` narrow it (None: all); `compare_only` is the `status`
+    command (no writes, no discovery); `deadline` is seconds from the start after which no new
+    copy starts; `pull_floor` is the upstream pull allowance below which copies are deferred."""
+
+    images: tuple[str, ...] | None = None
+    tags: tuple[str, ...] | None = None
+    dry_run: bool = False
+    discover: bool = True
+    compare_only: bool = False
+    deadline: float | None = None
+    pull_floor: int = 10
+    concurrency: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveredTag:
+    tag: str
+    on_target: bool
+
+
+@dataclass(slots=True)
+class _Work:
+    image: ImageConfig
+    tag: str
+    discovered: bool
+
+
+class Engine:
+    """Runs syncs for one config with one set of registry clients."""
+
+    def __init__(
+        self,
+        config: Config,
+        registries: Registries,
+        *,
+        progress: Callable[[int], None] | None = None,
+        blob_concurrency: int = 4,
+    ) -> None:
+        self.config = config
+        self.registries = registries
+        self._copier = Copier(blob_concurrency=blob_concurrency, progress=progress)
+
+    # -- the run ------------------------------------------------------------------------------
+
+    async def run(self, options: RunOptions | None = None) -> Report:
+        options = options or RunOptions()
+        started = datetime.now(UTC)
+        clock0 = time.monotonic()
+        deadline = clock0 + options.deadline if options.deadline is not None else None
+        images = self._select_images(options.images)
+        slots: dict[str, asyncio.Semaphore] = {}
+
+        async def one_image(image: ImageConfig) -> ImageReport:
+            work = [_Work(image, tag, False) for tag in image.tags]
+            if options.tags is not None:
+                work = [w for w in work if w.tag in options.tags]
+            if options.discover and not options.compare_only and image.discovers_tags(self.config):
+                work += await self._discover_work(image, options)
+            slot = slots.setdefault(image.upstream_ref.host, asyncio.Semaphore(options.concurrency))
+
+            async def guarded(item: _Work) -> TagReport:
+                async with slot:
+                    try:
+                        return await self._tag(item, options, deadline)
+                    except Exception as exc:  # a bug must cost one tag, not the run
+                        log.exception("%s:%s failed unexpectedly", image.name, item.tag)
+                        return TagReport(
+                            tag=item.tag,
+                            discovered=item.discovered,
+                            state=None,
+                            action="failed",
+                            error=ErrorInfo(
+                                code="INTERNAL", message=f"internal error: {type(exc).__name__}"
+                            ),
+                        )
+
+            reports = await asyncio.gather(*(guarded(w) for w in work))
+            return ImageReport(
+                name=image.name,
+                upstream=image.upstream,
+                target=image.target,
+                tags=tuple(reports),
+            )
+
+        image_reports = await asyncio.gather(*(one_image(image) for image in images))
+        report = build_report(
+            image_reports,
+            dry_run=options.dry_run or options.compare_only,
+            started_at=started,
+            duration_s=time.monotonic() - clock0,
+            rate_limit=self._rate_limit(),
+            command="status" if options.compare_only else "sync",
+        )
+        s = report.summary
+        log.info(
+            "run %s: %d tags, %d up to date, %d copied, %d failed, %d deferred, "
+            "%d discovered, %d bytes in %.1fs",
+            report.status,
+            s.tags,
+            s.up_to_date,
+            s.copied,
+            s.failed,
+            s.deferred,
+            s.discovered,
+            s.bytes_copied,
+            report.duration_s,
+            extra={"event": "summary", "status": report.status, "summary": s.model_dump()},
+        )
+        return report
+
+    def _select_images(self, names: Sequence[str] | None) -> list[ImageConfig]:
+        if names is None:
+            return list(self.config.images)
+        return [self.config.image(name) for name in names]
+
+    def _rate_limit(self) -> RateLimit | None:
+        """The tightest pull allowance any upstream registry announced."""
+        limits = [
+            RateLimit(registry=host, remaining=c.rate_limit.remaining, limit=c.rate_limit.limit)
+            for host, c in self.registries.clients.items()
+            if c.rate_limit is not None
+        ]
+        return min(limits, key=lambda r: r.remaining) if limits else None
+
+    async def _discover_work(self, image: ImageConfig, options: RunOptions) -> list[_Work]:
+        """The newest version tags upstream within the image's window, minus configured ones."""
+        try:
+            tags = await self._client(image.upstream_ref.host).tag_list(
+                image.upstream_ref.repository
+            )
+        except ImageSyncError as exc:
+            log.error(
+                "%s: listing upstream tags failed: %s",
+                image.name,
+                exc,
+                extra={"event": "discovery_failed", "image": image.name, "code": exc.code},
+            )
+            return []
+        chosen = select_new_tags(
+            tags,
+            limit=image.effective_max_tags_to_check(self.config),
+            pattern=image.tag_regex,
+            exclude=set(image.tags),
+        )
+        if options.tags is not None:
+            chosen = [tag for tag in chosen if tag in options.tags]
+        for tag in chosen:
+            log.debug("%s: discovered upstream tag %s", image.name, tag)
+        return [_Work(image, tag, True) for tag in chosen]
+
+    def _client(self, host: str) -> RegistryClient:
+        return self.registries.client(host)
+
+    async def _tag(self, work: _Work, options: RunOptions, deadline: float | None) -> TagReport:
+        image, tag = work.image, work.tag
+        fields: dict[str, object] = {"image": image.name, "tag": tag, "discovered": work.discovered}
+        up: ManifestInfo | None = None
+        down: ManifestInfo | None = None
+
+        def entry(
+            state: TagState | None, action: TagAction, error: ImageSyncError | None = None
+        ) -> TagReport:
+            return TagReport(
+                tag=tag,
+                discovered=work.discovered,
+                state=state,
+                action=action,
+                upstream_digest=up.digest if up else None,
+                target_digest=down.digest if down else None,
+                error=_info(error) if error else None,
+            )
+
+        if deadline is not None and time.monotonic() >= deadline:
+            error = DeadlineExceeded("time budget spent before this tag started")
+            log.warning("%s:%s deferred: %s", image.name, tag, error, extra=fields)
+            return entry(None, "deferred", error)
+        upstream = self._client(image.upstream_ref.host)
+        target = self._client(image.target_ref.host)
+        try:
+            up, down = await asyncio.gather(
+                upstream.manifest_head(image.upstream_ref.repository, tag),
+                _target_head(target, image.target_ref.repository, tag),
+            )
+        except ImageSyncError as exc:
+            log.error("%s:%s failed: %s", image.name, tag, exc, extra={**fields, "code": exc.code})
+            return entry(None, "failed", exc)
+        fields.update(
+            upstream_digest=up.digest if up else None, target_digest=down.digest if down else None
+        )
+        if up is None:
+            missing = UpstreamMissingError(f"tag {tag} not found at {image.upstream_ref.name}")
+            log.error("%s:%s upstream_missing: %s", image.name, tag, missing, extra=fields)
+            return entry("upstream_missing", "upstream_missing", missing)
+        if down is not None and down.digest == up.digest:
+            return entry("up_to_date", "up_to_date")
+        state: TagState = "missing" if down is None else "outdated"
+        if options.dry_run or options.compare_only:
+            log.info(
+                "%s:%s %s, would copy %s",
+                image.name,
+                tag,
+                state,
+                up.digest,
+                extra={**fields, "action": "would_copy"},
+            )
+            return entry(state, "would_copy")
+        refusal = self._refusal(upstream, options, deadline)
+        if refusal is not None:
+            log.warning("%s:%s deferred: %s", image.name, tag, refusal, extra=fields)
+            return entry(state, "deferred", refusal)
+        try:
+            result = await self._copier.copy(
+                upstream,
+                image.upstream_ref.with_tag(tag),
+                target,
+                image.target_ref.with_tag(tag),
+            )
+        except ImageSyncError as exc:
+            log.error(
+                "%s:%s failed: %s",
+                image.name,
+                tag,
+                exc,
+                extra={**fields, "action": "failed", "code": exc.code},
+            )
+            return entry(state, "failed", exc)
+        stats = result.stats
+        log.info(
+            "%s:%s copied %s (%d bytes, %d blobs, %d already there)",
+            image.name,
+            tag,
+            result.digest,
+            stats.bytes_copied,
+            stats.blobs_copied,
+            stats.blobs_skipped,
+            extra={**fields, "action": "copied", "upstream_digest": result.digest},
+        )
+        return TagReport(
+            tag=tag,
+            discovered=work.discovered,
+            state=state,
+            action="copied",
+            upstream_digest=result.digest,
+            target_digest=result.digest,
+            bytes_copied=stats.bytes_copied,
+            blobs_copied=stats.blobs_copied,
+            blobs_skipped=stats.blobs_skipped,
+        )
+
+    @staticmethod
+    def _refusal(
+        upstream: RegistryClient, options: RunOptions, deadline: float | None
+    ) -> ImageSyncError | None:
+        """Why a copy must not start now, if it must not."""
+        if deadline is not None and time.monotonic() >= deadline:
+            return DeadlineExceeded("time budget spent before the copy could start")
+        limit = upstream.rate_limit
+        if limit is not None and limit.remaining < options.pull_floor:
+            return PullBudgetExhausted(
+                f"{upstream.host} pull allowance is {limit.remaining} of {limit.limit}, "
+                f"below the floor of {options.pull_floor}; not pulling until it recovers"
+            )
+        return None
+
+    # -- read-only helpers for the CLI ----------------------------------------------------------
+
+    async def discover(self, name: str, count: int) -> list[DiscoveredTag]:
+        """The newest `count` upstream version tags that are not configured, and whether the
+        target has each. No writes."""
+        image = self.config.image(name)
+        tags = await self._client(image.upstream_ref.host).tag_list(image.upstream_ref.repository)
+        chosen = newest_versions(
+            tags, pattern=image.tag_regex, exclude=set(image.tags), limit=count
+        )
+        target = self._client(image.target_ref.host)
+        heads = await asyncio.gather(
+            *(_target_head(target, image.target_ref.repository, tag) for tag in chosen)
+        )
+        return [
+            DiscoveredTag(tag, head is not None) for tag, head in zip(chosen, heads, strict=True)
+        ]
+
+    async def check_access(self, host: str, repository: str, *, required: bool) -> str:
+        """Reach a registry, authenticate for pulling `repository`, and HEAD it. Returns a
+        note; raises ImageSyncError when access fails (or, `required`, is refused)."""
+        client = self._client(host)
+        await client.ping()
+        await client.auth.authorization([pull_scope(repository)])
+        try:
+            await client.tag_list(repository, page_size=1)
+        except RegistryError as exc:
+            if exc.not_found or (exc.status == 401 and not required):
+                return f"reachable, authenticated; {repository} absent or not readable yet"
+            raise
+        scheme = client.auth.scheme or "anonymous"
+        return f"reachable ({scheme}), {repository} readable"
+
+
+async def _target_head(client: RegistryClient, repository: str, tag: str) -> ManifestInfo | None:
+    """The target's manifest, or None when it is not there. Quay answers a repository that does
+    not exist yet with 401 rather than 404; treat that as missing: the copy then needs push
+    rights anyway and fails with a clear error if they are lacking."""
+    try:
+        return await client.manifest_head(repository, tag)
+    except RegistryError as exc:
+        if exc.status == 401 or exc.not_found:
+            return None
+        raise
+
+
+def _info(error: ImageSyncError) -> ErrorInfo:
+    return ErrorInfo.from_error(error)
+
+
+def registries_for(config: Config, credentials: CredentialProvider | None) -> Registries:
+    """Registry clients that follow the config: TLS per host, credentials from `credentials`."""
+
+    def settings_for(host: str) -> HostSettings:
+        return HostSettings(secure=config.tls_enabled(host), credentials=credentials)
+
+    return Registries(settings_for)

@@ -1,0 +1,243 @@
+"""The run report (DESIGN.md "Report"): frozen pydantic models, their JSON, status and exit codes.
+
+Owns the shape of the JSON that the CLI (`--json`) and the HTTP function return, and the rules
+that turn per-tag outcomes into a summary and a top-level status. Knows nothing of registries,
+configs or how the tags were processed. Field order here is the key order of the JSON; names
+are a contract (more fields may be added, none renamed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator
+
+from sync.errors import ImageSyncError
+
+__all__ = [
+    "Command",
+    "ErrorInfo",
+    "ImageReport",
+    "RateLimit",
+    "Report",
+    "Status",
+    "Summary",
+    "TagAction",
+    "TagReport",
+    "TagState",
+    "build_report",
+    "exit_code",
+    "overall_status",
+    "summarize",
+]
+
+#: What comparing a tag found; None in a TagReport when it was never compared.
+TagState = Literal["up_to_date", "outdated", "missing", "upstream_missing"]
+#: What the run did with a tag.
+TagAction = Literal["up_to_date", "copied", "would_copy", "failed", "upstream_missing", "deferred"]
+Status = Literal["ok", "partial", "failed"]
+#: The command whose rules decide the status: a sync run, or the read-only `status` command.
+Command = Literal["sync", "status"]
+
+# Strict types (no "10" for 10, no "yes" for True), immutable, and a misspelt field is an error
+# instead of being dropped silently.
+_MODEL_CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class ErrorInfo(BaseModel):
+    """Why a tag failed: a short machine code (`MANIFEST_UNKNOWN`, `DEADLINE`, ...), a message."""
+
+    model_config = _MODEL_CONFIG
+
+    code: str
+    message: str
+
+    @classmethod
+    def from_error(cls, error: ImageSyncError) -> ErrorInfo:
+        """The error's own code and message (already redacted by the error classes)."""
+        return cls(code=error.code, message=error.message)
+
+
+class TagReport(BaseModel):
+    """One tag of one image: what the comparison found (`state`) and what was done (`action`).
+
+    `target_digest` is what the target holds at the end of the run. `bytes_copied` counts blob
+    bytes sent to the target; `blobs_copied` the blobs sent, `blobs_skipped` those already there
+    or mounted.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    tag: str
+    state: TagState | None
+    action: TagAction
+    discovered: bool = False
+    upstream_digest: str | None = None
+    target_digest: str | None = None
+    bytes_copied: NonNegativeInt = 0
+    blobs_copied: NonNegativeInt = 0
+    blobs_skipped: NonNegativeInt = 0
+    error: ErrorInfo | None = None
+
+
+class ImageReport(BaseModel):
+    """One configured image (by its config name) and the reports of its tags, in run order."""
+
+    model_config = _MODEL_CONFIG
+
+    name: str
+    upstream: str
+    target: str
+    # A list is accepted and stored as a tuple, so the model stays immutable.
+    tags: Annotated[tuple[TagReport, ...], Field(strict=False)] = ()
+
+
+class Summary(BaseModel):
+    """Counts over every tag entry of the report. See `summarize` for what each one counts."""
+
+    model_config = _MODEL_CONFIG
+
+    tags: NonNegativeInt
+    up_to_date: NonNegativeInt
+    copied: NonNegativeInt
+    failed: NonNegativeInt
+    deferred: NonNegativeInt
+    discovered: NonNegativeInt
+    bytes_copied: NonNegativeInt
+
+
+class RateLimit(BaseModel):
+    """The upstream pull allowance as last reported by a registry (Docker Hub's ratelimit-*)."""
+
+    model_config = _MODEL_CONFIG
+
+    registry: str
+    remaining: NonNegativeInt
+    limit: NonNegativeInt
+
+
+class Report(BaseModel):
+    """The outcome of one run, serialised exactly as DESIGN.md's "Report" section shows."""
+
+    model_config = _MODEL_CONFIG
+
+    status: Status
+    dry_run: bool
+    #: When the run started: ISO 8601 in UTC, e.g. "2026-11-27T02:00:00Z".
+    started_at: str
+    duration_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    summary: Summary
+    images: Annotated[tuple[ImageReport, ...], Field(strict=False)] = ()
+    rate_limit: RateLimit | None = None
+
+    @field_validator("started_at")
+    @classmethod
+    def _utc_iso8601(cls, value: str) -> str:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 date and time: {value!r}") from None
+        if moment.utcoffset() != timedelta(0):
+            raise ValueError(f"not in UTC (needs Z or +00:00): {value!r}")
+        return value
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """The report as JSON, keys in DESIGN.md's order; one line unless `indent` is given."""
+        return self.model_dump_json(indent=indent)
+
+    def exit_code(self, command: Command = "sync") -> int:
+        """The CLI exit code for this report (see `exit_code`)."""
+        return exit_code(self.status, command)
+
+    def all_tags(self) -> Iterable[TagReport]:
+        """Every tag entry, image by image."""
+        for image in self.images:
+            yield from image.tags
+
+
+def summarize(images: Iterable[ImageReport]) -> Summary:
+    """The counts over every tag entry of `images`.
+
+    - `tags`: all entries (configured and discovered);
+    - `up_to_date`, `copied`, `deferred`: entries with that action. A dry run's `would_copy`
+      is NOT counted as copied (nothing was written); it is the remainder, `tags - up_to_date -
+      copied - failed - deferred`;
+    - `failed`: entries whose action is `failed` OR `upstream_missing`, i.e. exactly the entries
+      that make a sync `failed`, so a reader sees the reason for the status in the summary
+      (per tag, the action tells the two apart);
+    - `discovered`: entries with `discovered: true`, whatever their action;
+    - `bytes_copied`: the sum of the entries' `bytes_copied`.
+    """
+    entries = [tag for image in images for tag in image.tags]
+    actions = [tag.action for tag in entries]
+    return Summary(
+        tags=len(entries),
+        up_to_date=actions.count("up_to_date"),
+        copied=actions.count("copied"),
+        failed=actions.count("failed") + actions.count("upstream_missing"),
+        deferred=actions.count("deferred"),
+        discovered=sum(1 for tag in entries if tag.discovered),
+        bytes_copied=sum(tag.bytes_copied for tag in entries),
+    )
+
+
+def overall_status(images: Iterable[ImageReport], command: Command = "sync") -> Status:
+    """The top-level status by DESIGN.md's rules.
+
+    sync: `failed` when any tag's action is `failed` or `upstream_missing`; else `partial` when
+    any is `deferred`; else `ok`. status (the command): `ok` when every tag's state is
+    `up_to_date`, else `failed` (a tag never compared has state None, so it fails too).
+    With no tags at all, both are `ok`.
+    """
+    entries = [tag for image in images for tag in image.tags]
+    if command == "status":
+        return "ok" if all(tag.state == "up_to_date" for tag in entries) else "failed"
+    actions = {tag.action for tag in entries}
+    if actions & {"failed", "upstream_missing"}:
+        return "failed"
+    if "deferred" in actions:
+        return "partial"
+    return "ok"
+
+
+def exit_code(status: Status, command: Command = "sync") -> int:
+    """The CLI exit code: sync 0 for ok, 3 for partial, 1 for failed; status 0 for ok, else 1."""
+    if status == "ok":
+        return 0
+    if command == "sync" and status == "partial":
+        return 3
+    return 1
+
+
+def _iso8601_utc(moment: datetime) -> str:
+    """`moment` in UTC to the second, e.g. "2026-11-27T02:00:00Z"; naive datetimes are refused."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("started_at must be timezone-aware (use datetime.now(UTC))")
+    return moment.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+
+
+def build_report(
+    images: Sequence[ImageReport],
+    *,
+    dry_run: bool,
+    started_at: datetime,
+    duration_s: float,
+    rate_limit: RateLimit | None,
+    command: Command = "sync",
+) -> Report:
+    """The report of a run: summary and status computed from `images` by the rules above.
+
+    `started_at` must be timezone-aware; it is written in UTC, truncated to the second.
+    `duration_s` is rounded to milliseconds.
+    """
+    return Report(
+        status=overall_status(images, command),
+        dry_run=dry_run,
+        started_at=_iso8601_utc(started_at),
+        duration_s=round(float(duration_s), 3),
+        summary=summarize(images),
+        images=tuple(images),
+        rate_limit=rate_limit,
+    )
