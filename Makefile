@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup registry-bin test lint unit demo bench clean
+.PHONY: setup registry-bin test lint unit demo bench clean infra-check
 
 # A virtual environment with the runtime and development dependencies and the package itself.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -21,12 +21,16 @@ setup: $(STAMP) registry-bin
 registry-bin:
 	@bash scripts/ensure-tools.sh
 
+# terraform fmt (when terraform is installed) and checkov, in its own virtual environment.
+infra-check:
+	bash scripts/check-infra.sh
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: setup lint
+test: setup lint infra-check
 	$(VENV)/bin/pytest
 
 unit: $(STAMP)
@@ -39,4 +43,4 @@ bench: setup
 	$(PY) bench/copy_bench.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-checkov .mypy_cache .ruff_cache .pytest_cache

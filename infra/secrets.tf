@@ -1,0 +1,25 @@
+# Secret containers only, one per "secret:NAME" reference in the config (config.tf). Their values
+# are added with `gcloud secrets versions add NAME --data-file=-` (see outputs and README), so
+# they never appear in Terraform configuration, plan or state.
+resource "google_secret_manager_secret" "registry" {
+  for_each = toset(local.secret_ids)
+
+  project   = var.project_id
+  secret_id = each.value
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.services]
+}
+
+# The runtime account may read exactly these secrets, and nothing else may be granted here.
+resource "google_secret_manager_secret_iam_member" "runtime_access" {
+  for_each = google_secret_manager_secret.registry
+
+  project   = each.value.project
+  secret_id = each.value.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.runtime.email}"
+}
