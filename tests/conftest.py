@@ -1,0 +1,88 @@
+"""Shared fixtures: real Distribution registries in every auth mode, stopped after each test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.bed.registry import (
+    AUTH_MODES,
+    AuthMode,
+    RegistryFactory,
+    RegistryServer,
+    start_registry,
+)
+from tests.bed.token_server import signing_material
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _token_signing_material() -> None:
+    """Generate the token key and certificate once, up front, for the whole session."""
+    signing_material()
+
+
+@pytest.fixture
+def registry_factory(tmp_path: Path) -> Iterator[RegistryFactory]:
+    started: list[RegistryServer] = []
+
+    def start(
+        auth: AuthMode = "anonymous",
+        *,
+        allow_foreign_layers: bool = False,
+        token_lifetime: float = 300.0,
+    ) -> RegistryServer:
+        server = start_registry(
+            auth,
+            base_dir=tmp_path / f"registry-{len(started)}-{auth}",
+            allow_foreign_layers=allow_foreign_layers,
+            token_lifetime=token_lifetime,
+        )
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        errors: list[BaseException] = []
+        for server in reversed(started):
+            try:
+                server.stop()
+            except Exception as exc:  # keep stopping the others
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+@pytest.fixture
+def anon_registry(registry_factory: RegistryFactory) -> RegistryServer:
+    """A running registry without auth."""
+    return registry_factory("anonymous")
+
+
+@pytest.fixture
+def basic_registry(registry_factory: RegistryFactory) -> RegistryServer:
+    """A running registry with htpasswd Basic auth."""
+    return registry_factory("basic")
+
+
+@pytest.fixture
+def hub_registry(registry_factory: RegistryFactory) -> RegistryServer:
+    """A running Docker-Hub-like Bearer registry (anonymous pull allowed)."""
+    return registry_factory("bearer-hub")
+
+
+@pytest.fixture
+def quay_registry(registry_factory: RegistryFactory) -> RegistryServer:
+    """A running Quay-like Bearer registry (robot credentials required)."""
+    return registry_factory("bearer-quay")
+
+
+@pytest.fixture(params=AUTH_MODES)
+def any_registry(
+    request: pytest.FixtureRequest, registry_factory: RegistryFactory
+) -> RegistryServer:
+    """A running registry, once per auth mode."""
+    mode: AuthMode = request.param
+    return registry_factory(mode)
