@@ -23,13 +23,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from sync.errors import BlobMismatchError, ImageSyncError, RegistryError
-from sync.oci import Descriptor, Manifest
+from sync.oci import Descriptor, Manifest, is_digest
 from sync.reference import Reference
 from sync.registry import BlobStream, RegistryClient, UploadSession
 
@@ -72,7 +73,12 @@ class Copier:
     def __init__(self, *, blob_concurrency: int = 4, progress: ProgressCallback | None = None):
         self._blob_slots = asyncio.Semaphore(blob_concurrency)
         self._progress = progress
-        self._inflight: dict[tuple[str, str, str], asyncio.Future[bool]] = {}
+        #: Work under way, by what it makes true: ("blob", host, digest) and
+        #: ("manifest", host, repository, digest). A second copy needing the same waits for it.
+        self._flights: dict[tuple[str, ...], asyncio.Future[None]] = {}
+        #: Source manifests read by digest in this run (small; saves Docker Hub pulls when two
+        #: tags point at one image).
+        self._manifests: dict[tuple[str, str, str], Manifest] = {}
         self._holders: dict[tuple[str, str], set[str]] = {}
 
     async def copy(
@@ -93,7 +99,7 @@ class Copier:
         dst = _Side(target, target_ref.repository)
         stats = CopyStats()
         if manifest is None:
-            manifest = await source.manifest_get(src.repository, source_ref.identifier)
+            manifest = await self._source_manifest(src, source_ref.identifier)
         if source_ref.digest and manifest.digest != source_ref.digest:
             raise ImageSyncError(f"{source_ref}: source answered {manifest.digest}")
         await self._copy_manifest_content(src, dst, manifest, stats)
@@ -115,41 +121,68 @@ class Copier:
             unique = {blob.digest: blob for blob in manifest.blobs()}
             await _gather(*(self._copy_blob(src, dst, blob, stats) for blob in unique.values()))
 
-    async def _copy_child(
-        self, src: _Side, dst: _Side, child: Descriptor, stats: CopyStats
-    ) -> None:
-        if await dst.client.manifest_head(dst.repository, child.digest) is not None:
-            return
-        manifest = await src.client.manifest_get(src.repository, child.digest)
-        await self._copy_manifest_content(src, dst, manifest, stats)
-        await dst.client.manifest_put(dst.repository, child.digest, manifest)
-        stats.manifests_pushed += 1
+    async def _source_manifest(self, src: _Side, reference: str) -> Manifest:
+        key = (src.client.host, src.repository, reference)
+        cached = self._manifests.get(key)
+        if cached is None:
+            cached = await src.client.manifest_get(src.repository, reference)
+            if is_digest(reference):
+                self._manifests[key] = cached
+        return cached
 
-    async def _copy_blob(self, src: _Side, dst: _Side, blob: Descriptor, stats: CopyStats) -> None:
-        key = (dst.client.host, dst.repository, blob.digest)
-        running = self._inflight.get(key)
-        if running is not None:
-            # The same blob is on its way to the same repository for another image.
+    async def _single_flight(
+        self, key: tuple[str, ...], work: Callable[[], Coroutine[Any, Any, None]]
+    ) -> bool:
+        """Run `work` unless the same work is under way; then wait for that one instead (and
+        share its failure). True when this call ran it."""
+        running = self._flights.get(key)
+        if running is not None and not running.done():
             await asyncio.shield(running)
-            stats.blobs_skipped += 1
-            return
-        task = asyncio.ensure_future(self._transfer_blob(src, dst, blob, stats))
-        self._inflight[key] = task
+            return False
+        task = asyncio.ensure_future(work())
+        self._flights[key] = task
         try:
             await asyncio.shield(task)
         finally:
-            if task.done():
-                self._inflight.pop(key, None)
+            if task.done() and self._flights.get(key) is task:
+                del self._flights[key]
+        return True
+
+    async def _copy_child(
+        self, src: _Side, dst: _Side, child: Descriptor, stats: CopyStats
+    ) -> None:
+        async def work() -> None:
+            if await dst.client.manifest_head(dst.repository, child.digest) is not None:
+                return
+            manifest = await self._source_manifest(src, child.digest)
+            await self._copy_manifest_content(src, dst, manifest, stats)
+            await dst.client.manifest_put(dst.repository, child.digest, manifest)
+            stats.manifests_pushed += 1
+
+        await self._single_flight(("manifest", dst.client.host, dst.repository, child.digest), work)
+
+    async def _copy_blob(self, src: _Side, dst: _Side, blob: Descriptor, stats: CopyStats) -> None:
+        """One digest is sent to one registry once at a time: a copy that needs a blob already
+        on its way waits, then finds it present (same repository) or mounts it (another)."""
+        key = ("blob", dst.client.host, blob.digest)
+        while (running := self._flights.get(key)) is not None and not running.done():
+            with suppress(ImageSyncError):
+                await asyncio.shield(running)
+
+        async def work() -> None:
+            await self._transfer_blob(src, dst, blob, stats)
+
+        await self._single_flight(key, work)
 
     async def _transfer_blob(
         self, src: _Side, dst: _Side, blob: Descriptor, stats: CopyStats
-    ) -> bool:
-        """Make `dst` hold `blob`; True when bytes were transferred."""
+    ) -> None:
+        """Make `dst` hold `blob`: skip, mount or stream."""
         holders_key = (dst.client.host, blob.digest)
         if await dst.client.blob_head(dst.repository, blob.digest) is not None:
             self._holders.setdefault(holders_key, set()).add(dst.repository)
             stats.blobs_skipped += 1
-            return False
+            return
         session = None
         for holder in self._mount_sources(src, dst, blob):
             try:
@@ -159,13 +192,12 @@ class Copier:
             if session is None:
                 self._holders.setdefault(holders_key, set()).add(dst.repository)
                 stats.blobs_skipped += 1
-                return False
+                return
             break
         async with self._blob_slots:
             await self._stream_blob(src, dst, blob, stats, session)
         self._holders.setdefault(holders_key, set()).add(dst.repository)
         stats.blobs_copied += 1
-        return True
 
     def _mount_sources(self, src: _Side, dst: _Side, blob: Descriptor) -> list[str]:
         """Repositories on the target registry known to hold the blob: the source itself when

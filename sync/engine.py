@@ -256,9 +256,11 @@ class Engine:
             log.warning("%s:%s deferred: %s", image.name, tag, refusal, extra=fields)
             return entry(state, "deferred", refusal)
         try:
+            # By the digest just compared: what gets copied is what was found different, and
+            # two tags that point at one image share one manifest read.
             result = await self._copier.copy(
                 upstream,
-                image.upstream_ref.with_tag(tag),
+                image.upstream_ref.with_tag(tag).with_digest(up.digest),
                 target,
                 image.target_ref.with_tag(tag),
             )
