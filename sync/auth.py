@@ -240,7 +240,7 @@ class Authenticator:
             raise RegistryError(f"{self.host}: invalid token realm {realm!r}") from None
         if url.scheme not in {"http", "https"} or not url.host:
             raise RegistryError(f"{self.host}: invalid token realm {redact_url(realm)!r}")
-        registry_host = self.host.rsplit(":", 1)[0] if "]" not in self.host else self.host
+        registry_host = httpx.URL(f"https://{self.host}/").host
         if self._secure and url.scheme != "https":
             raise RegistryError(
                 f"{self.host}: refusing token realm {redact_url(realm)} over plain HTTP "

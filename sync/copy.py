@@ -113,8 +113,23 @@ class Copier:
     ) -> None:
         """Everything `manifest` refers to, so that pushing it afterwards is safe."""
         if manifest.is_index:
+            # Read and check every missing child first, so an index with one uncopyable child
+            # writes nothing at all.
+            children = manifest.children()
+            present = await asyncio.gather(
+                *(dst.client.manifest_head(dst.repository, child.digest) for child in children)
+            )
+            missing = [child for child, info in zip(children, present, strict=True) if not info]
+            manifests = await asyncio.gather(
+                *(self._source_manifest(src, child.digest) for child in missing)
+            )
+            for child_manifest in manifests:
+                _check_tree(child_manifest)
             await _gather(
-                *(self._copy_child(src, dst, child, stats) for child in manifest.children())
+                *(
+                    self._copy_child(src, dst, child, child_manifest, stats)
+                    for child, child_manifest in zip(missing, manifests, strict=True)
+                )
             )
         else:
             manifest.check_copyable()
@@ -149,12 +164,9 @@ class Copier:
         return True
 
     async def _copy_child(
-        self, src: _Side, dst: _Side, child: Descriptor, stats: CopyStats
+        self, src: _Side, dst: _Side, child: Descriptor, manifest: Manifest, stats: CopyStats
     ) -> None:
         async def work() -> None:
-            if await dst.client.manifest_head(dst.repository, child.digest) is not None:
-                return
-            manifest = await self._source_manifest(src, child.digest)
             await self._copy_manifest_content(src, dst, manifest, stats)
             await dst.client.manifest_put(dst.repository, child.digest, manifest)
             stats.manifests_pushed += 1
@@ -239,7 +251,11 @@ class Copier:
             except (RegistryError, BlobMismatchError) as exc:
                 await dst.client.blob_upload_cancel(upload)
                 upload = None
-                wait = dst.client.policy.delay(attempt) if exc.temporary else None
+                # A corrupt source is worth one more try (a flipped bit on the way), not more.
+                retryable = exc.temporary and not (
+                    isinstance(exc, BlobMismatchError) and attempt >= 2
+                )
+                wait = dst.client.policy.delay(attempt) if retryable else None
                 if wait is None:
                     raise
                 await asyncio.sleep(wait)
@@ -280,6 +296,13 @@ class Copier:
                 f"{'more than ' if size > blob.size else ''}{size} bytes hashing to "
                 f"{actual[:19]}..., descriptor says {blob.size} bytes"
             )
+
+
+def _check_tree(manifest: Manifest) -> None:
+    """Refuse an image manifest that cannot be copied (an index's children are checked when
+    they are read)."""
+    if not manifest.is_index:
+        manifest.check_copyable()
 
 
 async def _gather(*aws: Coroutine[Any, Any, None]) -> None:

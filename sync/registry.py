@@ -19,7 +19,7 @@ import httpx
 from sync.auth import Authenticator, CredentialProvider, pull_scope, push_scope
 from sync.errors import RegistryError
 from sync.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Manifest, is_digest
-from sync.retry import Reply, RetryPolicy, send_with_retry
+from sync.retry import Reply, RetryPolicy, parse_retry_after, send_with_retry
 
 __all__ = [
     "BlobStream",
@@ -121,8 +121,17 @@ class BlobStream:
         length = response.headers.get("content-length")
         self.size = int(length) if length and length.isdigit() else None
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._response.aiter_bytes(BLOB_CHUNK)
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        # Raw: a blob is the stored bytes. A `Content-Encoding` some CDNs attach to a stored
+        # .tar.gz must not be undone, or the bytes no longer hash to the digest.
+        if not self._response.is_stream_consumed:
+            async for chunk in self._response.aiter_raw(BLOB_CHUNK):
+                yield chunk
+            return
+        # A response built from bytes (an in-process transport) is read already.
+        content = self._response.content
+        for start in range(0, len(content), BLOB_CHUNK):
+            yield content[start : start + BLOB_CHUNK]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +172,8 @@ class RegistryClient:
             credentials=settings.credentials,
             policy=self.policy,
         )
+        # httpx drops a default port from URLs: compare hosts in the form it uses.
+        self._netloc = httpx.URL(self.api_url("")).netloc
         #: The last pull allowance the registry announced (Docker Hub), or None.
         self.rate_limit: RateLimit | None = None
 
@@ -196,7 +207,7 @@ class RegistryClient:
             send_headers = dict(headers or {})
             # Authorization goes only to the registry host itself, never to another host
             # (an upload Location or a CDN), as the distribution spec requires.
-            if target.netloc.decode("ascii") == self.host:
+            if target.netloc == self._netloc:
                 authorization = await self.auth.authorization(scopes)
                 if authorization:
                     send_headers["Authorization"] = authorization
@@ -245,7 +256,7 @@ class RegistryClient:
             message = (message or "too many requests") + (
                 f" (pull allowance {self.rate_limit.remaining}/{self.rate_limit.limit})"
             )
-        retry_after = reply.headers.get("retry-after")
+        retry_after = parse_retry_after(reply.headers.get("retry-after"))
         return RegistryError(
             message or reply.response.reason_phrase or "request failed",
             status=status,
@@ -253,7 +264,7 @@ class RegistryClient:
             url=str(url),
             codes=codes,
             temporary=self.policy.retryable_status(status) or "TOOMANYREQUESTS" in codes,
-            retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+            retry_after=retry_after,
         )
 
     # -- ping ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,15 @@ from tests.bed.token_server import signing_material
 def _token_signing_material() -> None:
     """Generate the token key and certificate once, up front, for the whole session."""
     signing_material()
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Iterator[None]:
+    """Finalise leftover coroutines of failed async runs between tests, not while pytest is
+    rendering a report (CPython 3.11.7 can crash with "AST constructor recursion depth
+    mismatch" when the collector runs during assertion rewriting)."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture

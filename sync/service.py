@@ -1,0 +1,597 @@
+"""The HTTP function's logic without Flask: the request into RunOptions, one run, a JSON answer.
+
+main.py hands over plain values (method, Content-Type, at most `MAX_BODY_BYTES + 1` body bytes,
+the query pairs, two logging headers) as an `Incoming` and sends back the `Answer`'s status,
+headers and JSON body. Everything else is here, at the same layer as the CLI: validating the
+fields strictly, loading the config, running the engine within the time budget, mapping the
+outcome to a status (200 for an `ok` or `partial` report, 500 for `failed`, so Cloud Scheduler
+retries), and JSON log lines for Cloud Logging. Never imports Flask or the functions framework.
+
+Log lines (`JsonFormatter`) go to stdout, one JSON object each: `severity`, `message`, `time`,
+`logger`, the run's context (`run_id`, `scheduler_job` from `X-CloudScheduler-JobName`, the
+trace), then the fields the engine passes in `extra`. `LOG_LEVEL` (DEBUG, INFO, WARNING, ERROR;
+default INFO) sets the level. Request bodies and headers are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import json
+import logging
+import math
+import os
+import re
+import sys
+import traceback
+import types
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sync.config import Config, load_config, resolve_config_path
+from sync.credentials import CredentialResolver
+from sync.engine import Engine, RunOptions, registries_for
+from sync.errors import ConfigError, ImageSyncError
+from sync.report import Report
+
+__all__ = [
+    "ALLOWED_METHODS",
+    "DEADLINE_ENV",
+    "DEFAULT_DEADLINE_SECONDS",
+    "FIELDS",
+    "HARD_STOP_GRACE_SECONDS",
+    "LOG_LEVEL_ENV",
+    "MAX_BODY_BYTES",
+    "Answer",
+    "BadRequest",
+    "Incoming",
+    "JsonFormatter",
+    "RunTimeout",
+    "SyncRequest",
+    "deadline_seconds",
+    "error_answer",
+    "handle",
+    "install_logging",
+    "internal_error",
+    "log_context",
+    "parse_body",
+    "parse_query",
+    "parse_request",
+    "run_once",
+]
+
+DEADLINE_ENV = "SYNC_DEADLINE_SECONDS"
+#: 25 minutes: Cloud Scheduler waits 30 at most; in-flight copies get the rest.
+DEFAULT_DEADLINE_SECONDS = 1500.0
+#: How long after the budget a run still in progress is stopped (its copies cancelled), so the
+#: function answers before Cloud Scheduler's 30-minute attempt deadline.
+HARD_STOP_GRACE_SECONDS = 240.0
+LOG_LEVEL_ENV = "LOG_LEVEL"
+MAX_BODY_BYTES = 64 * 1024
+ALLOWED_METHODS = ("GET", "POST")
+FIELDS = ("images", "tags", "dry_run", "discover")
+
+log = logging.getLogger("image_sync")
+
+# Docker's tag grammar: what a registry can hold at all.
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_TRUE, _FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
+_JSON_HEADERS: Mapping[str, str] = {"Cache-Control": "no-store"}
+
+
+# ---------------------------------------------------------------------------------------------
+# What goes in and out
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One HTTP request as plain values. `body` holds at most `MAX_BODY_BYTES + 1` bytes (the
+    adapter stops reading there); `content_length` is the header's value, if any."""
+
+    method: str
+    content_type: str | None = None
+    body: bytes = b""
+    content_length: int | None = None
+    query: tuple[tuple[str, str], ...] = ()
+    #: `X-CloudScheduler-JobName`: for log lines only, never for access decisions.
+    scheduler_job: str | None = None
+    #: `X-Cloud-Trace-Context` or `traceparent`, to tie log lines to the request's trace.
+    trace_header: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What to send back: status, JSON text, extra headers."""
+
+    status: int
+    body: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class BadRequest(Exception):
+    """A request that cannot be served as sent; `message` names the field or the problem."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class RunTimeout(Exception):
+    """The run was still going `HARD_STOP_GRACE_SECONDS` after its budget and was stopped."""
+
+
+def error_answer(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **more: object,
+) -> Answer:
+    """`{"error": {"code": ..., "message": ..., **more}}` with `status`."""
+    body = json.dumps({"error": {"code": code, "message": message, **more}})
+    return Answer(status, body, {**_JSON_HEADERS, **(headers or {})})
+
+
+def internal_error(run_id: str | None = None) -> Answer:
+    """The answer to an unexpected exception: no exception text (it might hold anything)."""
+    where = f" (run {run_id})" if run_id else ""
+    return error_answer(500, "INTERNAL", f"internal error{where}; the function's log has details")
+
+
+# ---------------------------------------------------------------------------------------------
+# The request's fields
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    """The fields of a request, type-checked; `images`/`tags` None means all."""
+
+    images: tuple[str, ...] | None = None
+    tags: tuple[str, ...] | None = None
+    dry_run: bool = False
+    discover: bool = True
+
+    def options(self, config: Config, deadline: float) -> RunOptions:
+        """RunOptions for `config`; BadRequest when an image is not configured, or a tag can
+        be neither a configured tag nor a discovered one."""
+        if self.images is not None:
+            unknown = [name for name in self.images if name not in config.image_names]
+            if unknown:
+                configured = ", ".join(config.image_names) or "none"
+                raise BadRequest(
+                    f"images: unknown image {_names(unknown)} (configured: {configured})"
+                )
+        selected = (
+            [config.image(name) for name in self.images]
+            if self.images is not None
+            else list(config.images)
+        )
+        if self.tags is not None:
+            discovering = self.discover and any(i.discovers_tags(config) for i in selected)
+            configured_tags = {tag for image in selected for tag in image.tags}
+            stray = [tag for tag in self.tags if tag not in configured_tags]
+            if stray and not discovering:
+                raise BadRequest(
+                    f"tags: {_names(stray)} not a configured tag of the selected images, and "
+                    "tag discovery is off for them"
+                )
+        return RunOptions(
+            images=self.images,
+            tags=self.tags,
+            dry_run=self.dry_run,
+            discover=self.discover,
+            deadline=deadline,
+        )
+
+
+def _names(items: Sequence[str]) -> str:
+    return ", ".join(repr(_clip(item)) for item in items)
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _show(value: object) -> str:
+    """A JSON value for a message: the type for containers, short text for the rest."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"a string {json.dumps(_clip(value))}"
+    if value is None:
+        return "null"
+    return _clip(json.dumps(value))
+
+
+def _check_list(name: str, value: object, *, tags: bool) -> tuple[str, ...]:
+    what = "tags" if tags else "image names"
+    if not isinstance(value, list):
+        raise BadRequest(f"{name}: expected a list of {what}, got {_show(value)}")
+    if not value:
+        raise BadRequest(f"{name}: empty list; leave the field out to mean all {what}")
+    out: list[str] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise BadRequest(f"{name}[{i}]: expected a string, got {_show(item)}")
+        if not item:
+            raise BadRequest(f"{name}[{i}]: empty string")
+        if tags and not _TAG.fullmatch(item):
+            raise BadRequest(
+                f"{name}[{i}]: invalid tag {_clip(item)!r} (letters, digits, '_', '.', '-'; "
+                "at most 128; not starting with '.' or '-')"
+            )
+        if item not in out:  # the same name twice means it once
+            out.append(item)
+    return tuple(out)
+
+
+def _from_fields(fields: Mapping[str, object]) -> SyncRequest:
+    unknown = [key for key in fields if key not in FIELDS]
+    if unknown:
+        raise BadRequest(f"unknown field {_names(unknown)}; the fields are {', '.join(FIELDS)}")
+    flags: dict[str, bool] = {}
+    for name in ("dry_run", "discover"):
+        if name in fields:
+            value = fields[name]
+            if not isinstance(value, bool):
+                raise BadRequest(f"{name}: expected true or false, got {_show(value)}")
+            flags[name] = value
+    return SyncRequest(
+        images=_check_list("images", fields["images"], tags=False) if "images" in fields else None,
+        tags=_check_list("tags", fields["tags"], tags=True) if "tags" in fields else None,
+        **flags,
+    )
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise BadRequest(f"{_clip(key)}: given twice in the JSON body")
+        out[key] = value
+    return out
+
+
+def parse_body(content_type: str | None, body: bytes) -> SyncRequest:
+    """The fields of a POST body: a JSON object, or nothing (empty or only whitespace)."""
+    if len(body) > MAX_BODY_BYTES:
+        raise BadRequest(f"request body larger than {MAX_BODY_BYTES} bytes", status=413)
+    if not body.strip():
+        return SyncRequest()
+    mimetype = (content_type or "").split(";", 1)[0].strip().lower()
+    if mimetype != "application/json":
+        shown = repr(_clip(content_type)) if content_type else "none"
+        raise BadRequest(f"Content-Type: a request body must be application/json, got {shown}")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise BadRequest(f"body: not UTF-8 text (byte {err.start})") from None
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as err:
+        raise BadRequest(
+            f"body: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
+        ) from None
+    except RecursionError:
+        raise BadRequest("body: JSON nested too deeply") from None
+    if not isinstance(data, dict):
+        raise BadRequest(
+            f'body: expected a JSON object like {{"images": [...], "dry_run": true}}, '
+            f"got {_show(data)}"
+        )
+    return _from_fields(data)
+
+
+def _query_bool(name: str, values: Sequence[str]) -> bool:
+    if len(values) != 1:
+        raise BadRequest(f"{name}: given {len(values)} times in the query; give it once")
+    value = values[0].strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise BadRequest(f"{name}: expected true, false, 1 or 0, got {_clip(values[0])!r}")
+
+
+def _query_list(name: str, values: Sequence[str]) -> list[str]:
+    """Repeated parameters and comma-separated values, in order; an empty item is an error."""
+    items: list[str] = []
+    for value in values:
+        for raw in value.split(","):
+            item = raw.strip()
+            if not item:
+                raise BadRequest(f"{name}: empty value in the query ({name}={_clip(value)!r})")
+            items.append(item)
+    return items
+
+
+def parse_query(pairs: Iterable[tuple[str, str]]) -> SyncRequest:
+    """The fields of a GET query string: `images`/`tags` repeated or comma-separated,
+    `dry_run`/`discover` as true/false/1/0."""
+    grouped: dict[str, list[str]] = {}
+    for key, value in pairs:
+        grouped.setdefault(key, []).append(value)
+    unknown = [key for key in grouped if key not in FIELDS]
+    if unknown:
+        raise BadRequest(
+            f"unknown query parameter {_names(unknown)}; the parameters are {', '.join(FIELDS)}"
+        )
+    fields: dict[str, object] = {}
+    for name in ("images", "tags"):
+        if name in grouped:
+            fields[name] = _query_list(name, grouped[name])
+    for name in ("dry_run", "discover"):
+        if name in grouped:
+            fields[name] = _query_bool(name, grouped[name])
+    return _from_fields(fields)
+
+
+def parse_request(incoming: Incoming) -> SyncRequest:
+    """The fields of a GET (query string) or POST (JSON body); BadRequest otherwise. Fields
+    come from one place only: a POST's query or a GET's body would be silently ignored, and a
+    `?dry_run=true` that is ignored copies for real."""
+    if incoming.content_length is not None and incoming.content_length > MAX_BODY_BYTES:
+        raise BadRequest(f"request body larger than {MAX_BODY_BYTES} bytes", status=413)
+    if incoming.method == "GET":
+        if incoming.body.strip():
+            raise BadRequest("GET takes its fields in the query string, not a body; use POST")
+        return parse_query(incoming.query)
+    if incoming.query:
+        names = _names(list(dict.fromkeys(key for key, _ in incoming.query)))
+        raise BadRequest(
+            f"POST takes its fields in a JSON body, not the query string (got {names}); "
+            "use GET for query parameters"
+        )
+    return parse_body(incoming.content_type, incoming.body)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+def deadline_seconds(env: Mapping[str, str]) -> float:
+    """The time budget from `SYNC_DEADLINE_SECONDS` (default 1500); ConfigError when invalid."""
+    text = env.get(DEADLINE_ENV)
+    if text is None or not text.strip():
+        return DEFAULT_DEADLINE_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(
+            [f"{DEADLINE_ENV}: expected a number of seconds > 0, got {_clip(text, 40)!r}"],
+            source="environment",
+        )
+    return value
+
+
+async def run_once(
+    config: Config,
+    options: RunOptions,
+    *,
+    env: Mapping[str, str],
+    hard_timeout: float | None = None,
+) -> Report:
+    """One engine run with its own credential resolver (secrets read once, closed at the end)
+    and registry clients; RunTimeout when it is still going after `hard_timeout` seconds."""
+    credentials = CredentialResolver(config, env=env)
+    try:
+        async with registries_for(config, credentials) as registries:
+            engine = Engine(config, registries)
+            try:
+                return await asyncio.wait_for(engine.run(options), timeout=hard_timeout)
+            except TimeoutError:
+                raise RunTimeout(
+                    f"the run was still going {hard_timeout:.0f}s after it started and was "
+                    "stopped; copies in flight were abandoned (the next run continues)"
+                ) from None
+    finally:
+        credentials.close()
+
+
+def handle(incoming: Incoming, env: Mapping[str, str] | None = None) -> Answer:
+    """Answers one request: 405, 400/413, 500 CONFIG_INVALID, or a run's report (200 for
+    `ok`/`partial`, 500 for `failed`). Never raises; an unexpected exception is logged at ERROR
+    and answered 500 INTERNAL without its text."""
+    env = os.environ if env is None else env
+    run_id = uuid.uuid4().hex[:12]
+    context: dict[str, object] = {"run_id": run_id}
+    if incoming.scheduler_job:
+        context["scheduler_job"] = _clip(incoming.scheduler_job, 200)
+    context.update(_trace_fields(incoming.trace_header, env))
+    with log_context(**context):
+        try:
+            install_logging(env)
+            return _handle(incoming, env)
+        except Exception:
+            log.exception("internal error answering the request", extra={"event": "internal"})
+            return internal_error(run_id)
+
+
+def _handle(incoming: Incoming, env: Mapping[str, str]) -> Answer:
+    if incoming.method not in ALLOWED_METHODS:
+        log.warning(
+            "method %s not allowed",
+            _clip(incoming.method, 20),
+            extra={"event": "bad_request", "status": 405},
+        )
+        return error_answer(
+            405,
+            "METHOD_NOT_ALLOWED",
+            f"method {_clip(incoming.method, 20)} not allowed; use POST (JSON body) or GET "
+            "(query string)",
+            headers={"Allow": ", ".join(ALLOWED_METHODS)},
+        )
+    try:
+        wanted = parse_request(incoming)
+    except BadRequest as exc:
+        return _bad_request(exc)
+    try:
+        deadline = deadline_seconds(env)
+        config = load_config(resolve_config_path(None, env))
+    except ConfigError as exc:
+        log.error(
+            "invalid configuration: %s",
+            exc,
+            extra={"event": "config_invalid", "code": exc.code, "problems": list(exc.problems)},
+        )
+        return error_answer(500, exc.code, str(exc), problems=list(exc.problems))
+    try:
+        options = wanted.options(config, deadline)
+    except BadRequest as exc:
+        return _bad_request(exc)
+    log.info(
+        "run starting%s",
+        " (dry run)" if options.dry_run else "",
+        extra={
+            "event": "run_started",
+            "method": incoming.method,
+            "images": list(options.images) if options.images is not None else None,
+            "tags": list(options.tags) if options.tags is not None else None,
+            "dry_run": options.dry_run,
+            "discover": options.discover,
+            "deadline_s": deadline,
+        },
+    )
+    try:
+        report = asyncio.run(
+            run_once(config, options, env=env, hard_timeout=deadline + HARD_STOP_GRACE_SECONDS)
+        )
+    except RunTimeout as exc:
+        log.error("%s", exc, extra={"event": "run_timeout", "code": "DEADLINE"})
+        return error_answer(500, "DEADLINE", str(exc))
+    except ImageSyncError as exc:  # before any tag ran; messages are redacted by design
+        log.error("run failed: %s", exc, extra={"event": "run_failed", "code": exc.code})
+        return error_answer(500, exc.code, exc.message)
+    status = 500 if report.status == "failed" else 200
+    return Answer(status, report.to_json(), dict(_JSON_HEADERS))
+
+
+def _bad_request(exc: BadRequest) -> Answer:
+    log.warning(
+        "bad request: %s", exc.message, extra={"event": "bad_request", "status": exc.status}
+    )
+    return error_answer(exc.status, "BAD_REQUEST", exc.message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Logging for Cloud Logging
+
+_CONTEXT: contextvars.ContextVar[Mapping[str, object]] = contextvars.ContextVar(
+    "image_sync_log_context", default=types.MappingProxyType({})
+)
+
+# Attributes every LogRecord has: everything else on a record came in through `extra`.
+_RECORD_ATTRIBUTES = frozenset(
+    vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None)).keys()
+) | {"message", "asctime", "taskName"}
+_SEVERITY = {
+    logging.DEBUG: "DEBUG",
+    logging.INFO: "INFO",
+    logging.WARNING: "WARNING",
+    logging.ERROR: "ERROR",
+    logging.CRITICAL: "CRITICAL",
+}
+_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING}
+_LEVELS |= {"ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
+#: The loggers of this project: the engine's, and the modules that log under their own name.
+_LOGGERS = ("image_sync", "sync")
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@contextlib.contextmanager
+def log_context(**fields: object) -> Iterator[None]:
+    """Adds `fields` to every log line written inside (in this thread and the tasks and
+    threads it starts: asyncio and `to_thread` copy the context)."""
+    token = _CONTEXT.set({**_CONTEXT.get(), **fields})
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def _trace_fields(header: str | None, env: Mapping[str, str]) -> dict[str, object]:
+    """Cloud Logging's trace field from `X-Cloud-Trace-Context: TRACE/SPAN;o=1` or
+    `traceparent: 00-TRACE-SPAN-01`, when the project is known."""
+    project = env.get("GOOGLE_CLOUD_PROJECT")
+    if not header or not project:
+        return {}
+    text = header.strip().lower()
+    trace = text.split("-")[1] if text.startswith("00-") and text.count("-") >= 2 else text
+    trace = trace.split("/", 1)[0]
+    if not _TRACE_ID.fullmatch(trace):
+        return {}
+    return {"logging.googleapis.com/trace": f"projects/{project}/traces/{trace}"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, as Cloud Logging reads structured lines from stdout:
+    `severity`, `message`, `time`, `logger`, the `log_context` fields, then the record's
+    `extra` fields (never overriding those before them); a traceback goes in `stack_trace`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "severity": _SEVERITY.get(record.levelno, record.levelname),
+            "message": record.getMessage(),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
+            "logger": record.name,
+        }
+        for key, value in _CONTEXT.get().items():
+            entry.setdefault(key, value)
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and not key.startswith("_"):
+                entry.setdefault(key, value)
+        if record.exc_info:
+            entry["stack_trace"] = "".join(traceback.format_exception(*record.exc_info))
+        if record.stack_info:
+            entry["stack_info"] = record.stack_info
+        return json.dumps(entry, default=str)
+
+
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stdout` is when a record comes (tests swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+        self.setFormatter(JsonFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stdout  # the handler's lock is held here
+        super().emit(record)
+
+
+def _level(env: Mapping[str, str]) -> tuple[int, str | None]:
+    text = (env.get(LOG_LEVEL_ENV) or "").strip().upper()
+    if not text:
+        return logging.INFO, None
+    if text == "WARN":
+        text = "WARNING"
+    if text not in _LEVELS:
+        return logging.INFO, f"{LOG_LEVEL_ENV}={_clip(text, 20)!r} is not a level; using INFO"
+    return _LEVELS[text], None
+
+
+def install_logging(env: Mapping[str, str] | None = None) -> None:
+    """JSON lines on stdout for the project's loggers at `LOG_LEVEL`. Idempotent: the handler
+    is added once; the level follows the environment on every call."""
+    level, problem = _level(os.environ if env is None else env)
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
+            logger.addHandler(_StdoutHandler())
+        logger.setLevel(level)
+        # Not to the root logger too: the functions framework may give it a handler of its own.
+        logger.propagate = False
+    # httpx logs every request at INFO (URLs with query strings): never here.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, level))
+    if problem:
+        log.warning("%s", problem, extra={"event": "log_level_invalid"})
