@@ -48,7 +48,21 @@ __all__ = [
 AuthMode = Literal["anonymous", "basic", "bearer-hub", "bearer-quay"]
 AUTH_MODES: tuple[AuthMode, ...] = get_args(AuthMode)
 
-REGISTRY_BINARY = os.environ.get("IMAGE_SYNC_TEST_REGISTRY", "/usr/bin/docker-registry")
+
+def _find_registry_binary() -> str:
+    """IMAGE_SYNC_TEST_REGISTRY, else `docker-registry` (Debian) or `registry` (upstream
+    Distribution, Homebrew's `distribution`) on the PATH."""
+    explicit = os.environ.get("IMAGE_SYNC_TEST_REGISTRY")
+    if explicit:
+        return explicit
+    for name in ("docker-registry", "registry"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/docker-registry"
+
+
+REGISTRY_BINARY = _find_registry_binary()
 
 _CREDENTIALS: dict[AuthMode, tuple[str, str]] = {
     "basic": ("bed-user", "bed-password"),
@@ -301,7 +315,10 @@ def start_registry(
     if auth not in AUTH_MODES:
         raise ValueError(f"unknown auth mode {auth!r}; expected one of {AUTH_MODES}")
     if not os.access(REGISTRY_BINARY, os.X_OK):
-        raise RegistryStartError(f"{REGISTRY_BINARY} missing: apt-get install docker-registry")
+        raise RegistryStartError(
+            f"{REGISTRY_BINARY} missing: apt-get install docker-registry "
+            "(or put Distribution's `registry` on the PATH)"
+        )
     owns = base_dir is None
     base = Path(tempfile.mkdtemp(prefix="bed-registry-")) if base_dir is None else base_dir
     base.mkdir(parents=True, exist_ok=True)
