@@ -113,7 +113,7 @@ def _short(digest: str | None) -> str:
     return digest[7:19] if digest else "-"
 
 
-def _print_report(report: Report, out: TextIO) -> None:
+def _print_report(report: Report, out: TextIO, *, command: str = "sync") -> None:
     rows = [["IMAGE", "TAG", "STATE", "ACTION", "UPSTREAM", "TARGET", "NOTE"]]
     for image in report.images:
         for tag in image.tags:
@@ -135,13 +135,21 @@ def _print_report(report: Report, out: TextIO) -> None:
             )
     _table(rows, out)
     s = report.summary
-    out.write(
-        f"{report.status}: {s.tags} tags, {s.up_to_date} up to date, {s.copied} copied, "
-        f"{s.failed} failed, {s.deferred} deferred, {s.discovered} discovered, "
-        f"{s.bytes_copied} bytes in {report.duration_s:.1f}s"
-        + (" (dry run)" if report.dry_run else "")
-        + "\n"
-    )
+    if command == "status":
+        differ = sum(1 for t in report.all_tags() if t.state in {"missing", "outdated"})
+        out.write(
+            f"{'ok' if report.status == 'ok' else 'not up to date'}: {s.tags} tags, "
+            f"{s.up_to_date} up to date, {differ} to copy, {s.failed} failed "
+            f"(checked in {report.duration_s:.1f}s, nothing written)\n"
+        )
+    else:
+        out.write(
+            f"{report.status}: {s.tags} tags, {s.up_to_date} up to date, {s.copied} copied, "
+            f"{s.failed} failed, {s.deferred} deferred, {s.discovered} discovered, "
+            f"{s.bytes_copied} bytes in {report.duration_s:.1f}s"
+            + (" (dry run)" if report.dry_run else "")
+            + "\n"
+        )
     if report.rate_limit:
         r = report.rate_limit
         out.write(f"pull allowance at {r.registry}: {r.remaining} of {r.limit}\n")
@@ -298,7 +306,8 @@ class _App:
         if self.args.json:
             self.out.write(report.to_json(indent=2) + "\n")
         else:
-            _print_report(report, self.out)
+            command = "status" if options.compare_only else "sync"
+            _print_report(report, self.out, command=command)
         return report.exit_code("status" if options.compare_only else "sync")
 
     # discover ------------------------------------------------------------------------------

@@ -140,7 +140,8 @@ class Engine:
         )
         s = report.summary
         log.info(
-            "run %s: %d tags, %d up to date, %d copied, %d failed, %d deferred, "
+            ("status %s" if options.compare_only else "run %s")
+            + ": %d tags, %d up to date, %d copied, %d failed, %d deferred, "
             "%d discovered, %d bytes in %.1fs",
             report.status,
             s.tags,
