@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from sync.errors import RegistryError, redact_url
+from sync.errors import AuthenticationError, RegistryError, redact_url
 from sync.retry import RetryPolicy, send_with_retry
 
 __all__ = [
@@ -268,7 +268,7 @@ class Authenticator:
         where = redact_url(str(url))
         if reply.status in {401, 403}:
             who = f"as {creds.username!r}" if creds else "anonymously"
-            raise RegistryError(
+            raise AuthenticationError(
                 f"token request {who} refused: wrong credentials?",
                 status=reply.status,
                 method="GET",

@@ -303,6 +303,11 @@ class _App:
 
     async def _report(self, engine: Engine, options: RunOptions) -> int:
         report = await engine.run(options)
+        if options.tags is not None and not any(True for _ in report.all_tags()):
+            raise UsageError(
+                f"tag {options.tags[0]!r} is neither configured for {self.args.image} "
+                "nor among its discovered upstream versions"
+            )
         if self.args.json:
             self.out.write(report.to_json(indent=2) + "\n")
         else:

@@ -25,7 +25,7 @@ import hashlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import httpx
 
@@ -35,6 +35,8 @@ from sync.reference import Reference
 from sync.registry import BlobStream, RegistryClient, UploadSession
 
 __all__ = ["Copier", "CopyResult", "CopyStats"]
+
+T = TypeVar("T")
 
 #: Called with the number of blob bytes just sent to the target.
 ProgressCallback = Callable[[int], None]
@@ -116,16 +118,16 @@ class Copier:
             # Read and check every missing child first, so an index with one uncopyable child
             # writes nothing at all.
             children = manifest.children()
-            present = await asyncio.gather(
+            present = await _settle(
                 *(dst.client.manifest_head(dst.repository, child.digest) for child in children)
             )
             missing = [child for child, info in zip(children, present, strict=True) if not info]
-            manifests = await asyncio.gather(
+            manifests = await _settle(
                 *(self._source_manifest(src, child.digest) for child in missing)
             )
             for child_manifest in manifests:
                 _check_tree(child_manifest)
-            await _gather(
+            await _settle(
                 *(
                     self._copy_child(src, dst, child, child_manifest, stats)
                     for child, child_manifest in zip(missing, manifests, strict=True)
@@ -134,7 +136,7 @@ class Copier:
         else:
             manifest.check_copyable()
             unique = {blob.digest: blob for blob in manifest.blobs()}
-            await _gather(*(self._copy_blob(src, dst, blob, stats) for blob in unique.values()))
+            await _settle(*(self._copy_blob(src, dst, blob, stats) for blob in unique.values()))
 
     async def _source_manifest(self, src: _Side, reference: str) -> Manifest:
         key = (src.client.host, src.repository, reference)
@@ -155,6 +157,9 @@ class Copier:
             await asyncio.shield(running)
             return False
         task = asyncio.ensure_future(work())
+        # Shielded: a waiter's cancellation must not cancel work others share. Should the
+        # owner be cancelled, the task's failure is still retrieved here, not reported stray.
+        task.add_done_callback(_retrieve)
         self._flights[key] = task
         try:
             await asyncio.shield(task)
@@ -305,13 +310,20 @@ def _check_tree(manifest: Manifest) -> None:
         manifest.check_copyable()
 
 
-async def _gather(*aws: Coroutine[Any, Any, None]) -> None:
-    """Run all; when one fails, cancel the rest and raise the first failure."""
-    tasks = [asyncio.ensure_future(aw) for aw in aws]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+def _retrieve(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def _settle(*aws: Coroutine[Any, Any, T]) -> list[T]:
+    """Run all to the end, then raise the first failure, if any.
+
+    Nothing is cancelled half-way: a sibling that fails does not leave transfers running
+    detached (work shared with other copies through single flights must finish anyway), and
+    whatever completed is useful to the next run.
+    """
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[T], results)

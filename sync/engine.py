@@ -19,6 +19,7 @@ from sync.auth import CredentialProvider, pull_scope
 from sync.config import Config, ImageConfig
 from sync.copy import Copier
 from sync.errors import (
+    AuthenticationError,
     DeadlineExceeded,
     ImageSyncError,
     PullBudgetExhausted,
@@ -352,6 +353,8 @@ async def _target_head(client: RegistryClient, repository: str, tag: str) -> Man
     rights anyway and fails with a clear error if they are lacking."""
     try:
         return await client.manifest_head(repository, tag)
+    except AuthenticationError:
+        raise
     except RegistryError as exc:
         if exc.status == 401 or exc.not_found:
             return None

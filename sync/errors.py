@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
+    "AuthenticationError",
     "BlobMismatchError",
     "ConfigError",
     "CredentialError",
@@ -131,6 +132,10 @@ class RegistryError(ImageSyncError):
         return self.status == 404 or bool(
             {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"} & set(self.codes)
         )
+
+
+class AuthenticationError(RegistryError):
+    """The registry (or its token service) refused the credentials, or demands some."""
 
 
 class ManifestError(ImageSyncError):

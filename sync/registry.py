@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import httpx
 
 from sync.auth import Authenticator, CredentialProvider, pull_scope, push_scope
-from sync.errors import RegistryError
+from sync.errors import AuthenticationError, RegistryError
 from sync.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Manifest, is_digest
 from sync.retry import Reply, RetryPolicy, parse_retry_after, send_with_retry
 
@@ -257,7 +257,11 @@ class RegistryClient:
                 f" (pull allowance {self.rate_limit.remaining}/{self.rate_limit.limit})"
             )
         retry_after = parse_retry_after(reply.headers.get("retry-after"))
-        return RegistryError(
+        # With Basic, a 401 can only mean the credentials are missing or wrong.
+        kind = (
+            AuthenticationError if status == 401 and self.auth.scheme == "basic" else RegistryError
+        )
+        return kind(
             message or reply.response.reason_phrase or "request failed",
             status=status,
             method=method,
