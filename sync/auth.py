@@ -183,6 +183,11 @@ class Authenticator:
                 )
             self._pinged = True
 
+    @property
+    def has_credentials(self) -> bool:
+        """Whether credentials were found for this host (False until first looked up)."""
+        return self._credentials is not None
+
     async def credentials(self) -> Credentials | None:
         if not self._credentials_loaded:
             async with self._lock:

@@ -244,14 +244,17 @@ class RegistryClient:
         codes, message = _error_codes_and_message(reply.body)
         status = reply.status
         if status == 401:
-            # Quay answers a missing repository, or one these credentials may not read, with
-            # 401 rather than 404: after a fresh token it means "absent or forbidden".
             message = message or "unauthorized"
-            message += (
-                " (repository absent, or the credentials lack access)"
-                if after_fresh_auth or self.auth.scheme
-                else ""
-            )
+            if self.auth.scheme == "basic":
+                message += (
+                    f" (credentials for {self.host} refused)"
+                    if self.auth.has_credentials
+                    else f" (no credentials configured for {self.host})"
+                )
+            elif after_fresh_auth or self.auth.scheme:
+                # Quay answers a missing repository, or one these credentials may not read,
+                # with 401 rather than 404: after a fresh token it means "absent or forbidden".
+                message += " (repository absent, or the credentials lack access)"
         if status == 429 and self.rate_limit is not None:
             message = (message or "too many requests") + (
                 f" (pull allowance {self.rate_limit.remaining}/{self.rate_limit.limit})"
