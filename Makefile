@@ -41,6 +41,7 @@ demo: setup
 
 bench: setup
 	$(PY) bench/copy_bench.py
+	$(PY) bench/sync_bench.py
 
 clean:
 	rm -rf $(VENV) .venv-checkov .mypy_cache .ruff_cache .pytest_cache

@@ -38,6 +38,9 @@ __all__ = ["Copier", "CopyResult", "CopyStats"]
 
 T = TypeVar("T")
 
+#: Blobs from this size on take one of the copier's transfer slots.
+LARGE_BLOB = 1024 * 1024
+
 #: Called with the number of blob bytes just sent to the target.
 ProgressCallback = Callable[[int], None]
 
@@ -211,7 +214,12 @@ class Copier:
                 stats.blobs_skipped += 1
                 return
             break
-        async with self._blob_slots:
+        if blob.size >= LARGE_BLOB:
+            async with self._blob_slots:
+                await self._stream_blob(src, dst, blob, stats, session)
+        else:
+            # Small blobs (configs, attestations, tiny layers) are latency-bound, not
+            # bandwidth-bound: the connection pool is their only limit.
             await self._stream_blob(src, dst, blob, stats, session)
         self._holders.setdefault(holders_key, set()).add(dst.repository)
         stats.blobs_copied += 1
@@ -268,12 +276,14 @@ class Copier:
     async def _verified(
         self, stream: BlobStream, blob: Descriptor, src: _Side
     ) -> AsyncIterator[bytes]:
-        """The source's chunks, hashed and counted on the way through. Raising here aborts the
-        upload before its last byte, so the registry never commits content that is not the
+        """The source's chunks, hashed and counted on the way through. The last chunk is held
+        back until size and sha256 match the descriptor: on a mismatch the upload is aborted
+        before its last byte, so the registry never commits content that is not the
         descriptor's."""
         origin = f"{src.client.host}/{src.repository}"
         digest = hashlib.sha256()
         size = 0
+        held: bytes | None = None
         chunks = aiter(stream)
         while True:
             try:
@@ -287,13 +297,17 @@ class Copier:
                     url=src.client.api_url(f"{src.repository}/blobs/{blob.digest}"),
                     temporary=True,
                 ) from None
+            if not chunk:
+                continue
             size += len(chunk)
             if size > blob.size:
                 break
             digest.update(chunk)
-            if self._progress:
-                self._progress(len(chunk))
-            yield chunk
+            if held is not None:
+                if self._progress:
+                    self._progress(len(held))
+                yield held
+            held = chunk
         actual = "sha256:" + digest.hexdigest()
         if size != blob.size or actual != blob.digest:
             raise BlobMismatchError(
@@ -301,6 +315,10 @@ class Copier:
                 f"{'more than ' if size > blob.size else ''}{size} bytes hashing to "
                 f"{actual[:19]}..., descriptor says {blob.size} bytes"
             )
+        if held is not None:
+            if self._progress:
+                self._progress(len(held))
+            yield held
 
 
 def _check_tree(manifest: Manifest) -> None:

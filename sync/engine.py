@@ -140,7 +140,12 @@ class Engine:
             command="status" if options.compare_only else "sync",
         )
         s = report.summary
-        log.info(
+        # Severity follows the outcome, so that alerts can key on it.
+        level = {"ok": logging.INFO, "partial": logging.WARNING}.get(report.status, logging.ERROR)
+        if options.compare_only:
+            level = logging.INFO
+        log.log(
+            level,
             ("status %s" if options.compare_only else "run %s")
             + ": %d tags, %d up to date, %d copied, %d failed, %d deferred, "
             "%d discovered, %d bytes in %.1fs",

@@ -139,19 +139,21 @@ class Manifest:
         if len(raw) > MAX_MANIFEST_BYTES:
             raise ManifestError(f"manifest of {len(raw)} bytes exceeds {MAX_MANIFEST_BYTES}")
         digest = sha256_digest(raw)
-        if expected_digest is not None and expected_digest != digest:
-            raise ManifestError(
-                f"manifest bytes hash to {digest}, not the {expected_digest} asked for"
-            )
         doc = _load_json(raw)
         declared = doc.get("mediaType")
         if declared is not None and not isinstance(declared, str):
             raise ManifestError("manifest mediaType is not a string")
         header_type = _media_type_only(content_type)
         media_type = declared or header_type
+        # Before the digest check: a signed schema 1 manifest's digest covers its payload
+        # without the signatures, so it never matches the bytes served.
         if doc.get("schemaVersion") == 1 or media_type in SCHEMA1_MEDIA_TYPES:
             raise UnsupportedError(
                 "schema 1 manifest: it cannot be copied digest-exactly (rebuild the image)"
+            )
+        if expected_digest is not None and expected_digest != digest:
+            raise ManifestError(
+                f"manifest bytes hash to {digest}, not the {expected_digest} asked for"
             )
         if media_type not in MANIFEST_MEDIA_TYPES:
             if media_type and media_type not in {"application/json", "text/plain"}:

@@ -162,7 +162,7 @@ class RegistryClient:
             transport=transport,
             verify=True,
             timeout=httpx.Timeout(timeout, connect=15.0),
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
             headers={"User-Agent": USER_AGENT},
         )
         self.auth = Authenticator(
@@ -195,6 +195,7 @@ class RegistryClient:
         stream: bool = False,
         follow_redirects: bool = False,
         missing: Iterable[int] = (),
+        reauthenticate: bool = True,
     ) -> Reply | None:
         """Send with authorization and retries; return the reply for an `ok` status, None for
         a `missing` one, raise RegistryError otherwise. A 401 carrying a challenge is answered
@@ -226,6 +227,7 @@ class RegistryClient:
             status = reply.status
             if (
                 status == 401
+                and reauthenticate
                 and not retried_auth
                 and (content is None or isinstance(content, bytes))
                 and self.auth.learn(reply.headers.get("www-authenticate"), scopes)
@@ -476,6 +478,9 @@ class RegistryClient:
                 scopes=[push_scope(session.repository)],
                 ok=[200, 202, 204],
                 missing=[404, 405],
+                # Distribution wants a `delete` grant here that push tokens lack; a refusal
+                # must not cost the cached push token.
+                reauthenticate=False,
             )
 
     # -- tags ---------------------------------------------------------------------------------

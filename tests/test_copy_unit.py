@@ -493,6 +493,9 @@ def test_failed_background_blob_transfer_does_not_poison_later_copies() -> None:
     denied_once = [httpx.Response(403, json={"errors": [{"code": "DENIED", "message": "x"}]})]
 
     async def hold_slow(request: httpx.Request) -> httpx.Response | None:
+        # `slow` is still on its way when `bad` fails at the source.
+        if request.method == "GET" and request.url.path.endswith(digest_of(bad)):
+            gate.set()
         if request.method == "GET" and request.url.path.endswith(digest_of(slow)):
             await gate.wait()
         return None
@@ -510,7 +513,7 @@ def test_failed_background_blob_transfer_does_not_poison_later_copies() -> None:
         async with registries_for(source, target) as registries:
             with pytest.raises(RegistryError):
                 await copy_with(copier, registries, "src.test/team/first:v1")
-            gate.set()  # the orphaned transfer of `slow` goes on, and fails (403)
+            # The transfer of `slow` went on after `bad` failed, and failed itself (403).
             for _ in range(100):
                 await asyncio.sleep(0)
             assert not denied_once, "setup: the orphaned transfer did not reach its PUT"

@@ -1,0 +1,501 @@
+"""Warm runs and a slow network: image-sync `sync` vs `skopeo sync`.
+
+(a) LAN, Bearer auth on both sides: a Docker-Hub-like upstream (anonymous pull, token server)
+    and a Quay-like target (robot credentials, token server); 4 repositories x 3 tags, 2-platform
+    OCI indexes with 3 layers of 1 MiB. After a full (cold) sync, warm runs: per tag, the requests
+    each registry answered (from its access log) and the tokens each token server issued, and the
+    wall time against `skopeo sync --all --preserve-digests --src yaml --dest docker` over the
+    same tags (each tool has its own target registry; the upstream is shared).
+
+(b) WAN: a TCP proxy adds 25 ms each way (50 ms round trip; a new connection costs one more round
+    trip) in front of the upstream and the targets; 4 repositories x 25 tags (100), 2 platforms,
+    one tiny layer. The upstream is anonymous and the targets use Basic auth, so no token server
+    is involved: token realms point at the token server directly and would bypass the proxy.
+    Cold (empty target) and warm runs of both tools.
+
+Run: `.venv/bin/python bench/sync_bench.py` (`--quick` for a tiny smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `bench` and `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    MIB,
+    REPO_ROOT,
+    SKOPEO,
+    AccessWindow,
+    DelayProxy,
+    ImageSpec,
+    LogLine,
+    Measured,
+    PushedImage,
+    check_tools,
+    fill_registry,
+    human_size,
+    image_sync_argv,
+    image_sync_env,
+    load_average,
+    machine_summary,
+    median,
+    print_table,
+    ratio,
+    run_measured,
+    skopeo_env,
+    verify_copies,
+    write_image_sync_config,
+    write_skopeo_sync_yaml,
+)
+from tests.bed.registry import AuthMode, RegistryServer, start_registry
+from tests.bed.token_server import TokenRequest, parse_scope
+
+WARM_TARGET = 0.05  # image-sync warm wall / skopeo sync warm wall, on the WAN
+COLD_TARGET = 0.2
+USER_ENV, PASSWORD_ENV = "BENCH_TARGET_USER", "BENCH_TARGET_PASSWORD"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    repos: int
+    tags: int
+    layers: int
+    layer_size: int
+
+
+@dataclass(frozen=True)
+class Sizes:
+    lan: Scenario
+    wan: Scenario
+    warm_runs: int
+    one_way_s: float
+
+
+FULL = Sizes(
+    lan=Scenario(repos=4, tags=3, layers=3, layer_size=MIB),
+    # 4 x 25 = 100 tags makes skopeo's cold run take over 7 minutes here: 4 x 10 by default,
+    # `--wan-tags 25` for the full 100.
+    wan=Scenario(repos=4, tags=10, layers=1, layer_size=1024),
+    warm_runs=3,
+    one_way_s=0.025,
+)
+QUICK = Sizes(
+    lan=Scenario(repos=2, tags=2, layers=1, layer_size=4096),
+    wan=Scenario(repos=1, tags=2, layers=1, layer_size=1024),
+    warm_runs=1,
+    one_way_s=0.002,
+)
+
+
+class Tool:
+    """One tool mirroring `images` from `upstream_host` into `target` (as `mirror/NAME`)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        images: Sequence[PushedImage],
+        upstream_host: str,
+        target: RegistryServer,
+        target_host: str,
+        home: Path,
+    ) -> None:
+        self.name = name
+        self.images = list(images)
+        self.target = target
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True)
+        by_repo: dict[str, list[str]] = {}
+        for image in images:
+            by_repo.setdefault(image.repo, []).append(image.tag)
+        creds = {}
+        if target.username is not None and target.password is not None:
+            creds = {USER_ENV: target.username, PASSWORD_ENV: target.password}
+        if name == "image-sync":
+            settings: dict[str, dict[str, str]] = {
+                upstream_host: {"tls": "disabled"},
+                target_host: {"tls": "disabled"},
+            }
+            if creds:
+                settings[target_host].update(
+                    username=f"env:{USER_ENV}", password=f"env:{PASSWORD_ENV}"
+                )
+            config = write_image_sync_config(
+                home / "image-sync.json",
+                [
+                    ImageSpec(
+                        name=_short(repo),
+                        upstream=f"{upstream_host}/{repo}",
+                        target=f"{target_host}/mirror/{_short(repo)}",
+                        tags=tuple(tags),
+                    )
+                    for repo, tags in by_repo.items()
+                ],
+                settings,
+            )
+            self.argv = image_sync_argv("--config", str(config), "--json", "sync", "--no-discover")
+            self.env = image_sync_env(home, creds)
+        else:
+            source = write_skopeo_sync_yaml(home / "skopeo-sync.yaml", upstream_host, by_repo)
+            self.argv = [
+                SKOPEO,
+                "sync",
+                "--all",
+                "--preserve-digests",
+                "--src",
+                "yaml",
+                "--dest",
+                "docker",
+                "--dest-tls-verify=false",
+            ]
+            if creds:
+                self.argv.append(f"--dest-creds={creds[USER_ENV]}:{creds[PASSWORD_ENV]}")
+            self.argv += [str(source), f"{target_host}/mirror"]
+            self.env = skopeo_env(home)
+
+    def run(self) -> Measured:
+        m = run_measured(self.argv, env=self.env, cwd=REPO_ROOT).check()
+        if self.name == "image-sync":
+            status = json.loads(m.stdout)["status"]
+            if status != "ok":
+                raise RuntimeError(f"image-sync run ended {status}: {m.stdout[-2000:]}")
+        return m
+
+    def verify(self) -> None:
+        problems = verify_copies(
+            self.target, [(f"mirror/{_short(i.repo)}", i.tag, i.digest) for i in self.images]
+        )
+        if problems:
+            raise RuntimeError(f"{self.name} left its target wrong: {problems[:3]}")
+
+
+def _short(repo: str) -> str:
+    return repo.rsplit("/", 1)[-1]
+
+
+# -- (a) warm run on the LAN, request and token counts -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Counts:
+    requests: int
+    manifest_head: int
+    manifest_get: int
+    blob: int
+    writes: int  # POST, PUT, PATCH, DELETE
+    ping: int  # GET /v2/
+    other: int
+    tokens: int
+    max_tokens_per_repo: int
+
+
+def _counts(lines: Sequence[LogLine], tokens: Sequence[TokenRequest]) -> Counts:
+    per_repo: collections.Counter[str] = collections.Counter()
+    for token in tokens:
+        repos = {p[1] for s in token.scopes_requested if (p := parse_scope(s)) is not None}
+        for repo in repos or {"(none)"}:
+            per_repo[repo] += 1
+    mh = sum(1 for r in lines if r.method == "HEAD" and "/manifests/" in r.path)
+    mg = sum(1 for r in lines if r.method == "GET" and "/manifests/" in r.path)
+    blob = sum(1 for r in lines if r.method in ("HEAD", "GET") and "/blobs/" in r.path)
+    writes = sum(1 for r in lines if r.method in ("POST", "PUT", "PATCH", "DELETE"))
+    ping = sum(1 for r in lines if r.method == "GET" and r.path.split("?")[0] == "/v2/")
+    return Counts(
+        requests=len(lines),
+        manifest_head=mh,
+        manifest_get=mg,
+        blob=blob,
+        writes=writes,
+        ping=ping,
+        other=len(lines) - mh - mg - blob - writes - ping,
+        tokens=len(tokens),
+        max_tokens_per_repo=max(per_repo.values(), default=0),
+    )
+
+
+def _observed(upstream: RegistryServer, tool: Tool) -> tuple[Measured, Counts, Counts]:
+    """One run with the upstream's and the tool's target's requests and tokens recorded."""
+    windows = [AccessWindow(upstream).open(), AccessWindow(tool.target).open()]
+    servers = [upstream.token_server, tool.target.token_server]
+    for ts in servers:
+        if ts is not None:
+            ts.clear_requests()
+    m = tool.run()
+    up_lines, down_lines = (w.close() for w in windows)
+    up_tokens, down_tokens = (ts.fetches() if ts is not None else [] for ts in servers)
+    return m, _counts(up_lines, up_tokens), _counts(down_lines, down_tokens)
+
+
+def lan(sizes: Sizes, base: Path) -> tuple[dict[str, float], bool]:
+    s = sizes.lan
+    servers: list[RegistryServer] = []
+
+    def start(auth: AuthMode, name: str) -> RegistryServer:
+        server = start_registry(auth, base_dir=base / name)
+        servers.append(server)
+        return server
+
+    try:
+        upstream = start("bearer-hub", "lan-upstream")
+        images = fill_registry(
+            upstream,
+            [f"bench/app{i}" for i in range(s.repos)],
+            [f"1.{j}.0" for j in range(s.tags)],
+            layers=s.layers,
+            layer_size=s.layer_size,
+        )
+        tools = []
+        for name in ("image-sync", "skopeo"):
+            target = start("bearer-quay", f"lan-target-{name}")
+            tools.append(
+                Tool(
+                    name,
+                    images=images,
+                    upstream_host=upstream.host,
+                    target=target,
+                    target_host=target.host,
+                    home=base / f"lan-{name}",
+                )
+            )
+        ntags = len(images)
+        print(
+            f"\n(a) LAN, Bearer (hub-like upstream, quay-like target): {s.repos} repos x "
+            f"{s.tags} tags = {ntags}, 2 platforms x {s.layers} layers of "
+            f"{human_size(s.layer_size)}",
+            flush=True,
+        )
+        cold: dict[str, Measured] = {}
+        for tool in tools:
+            cold[tool.name] = tool.run()
+            tool.verify()
+        observed = {tool.name: _observed(upstream, tool) for tool in tools}
+        warm: dict[str, list[Measured]] = {t.name: [observed[t.name][0]] for t in tools}
+        for n in range(sizes.warm_runs - 1):
+            for tool in tools if n % 2 else tools[::-1]:
+                warm[tool.name].append(tool.run())
+    finally:
+        for server in servers:
+            server.stop()
+
+    rows: list[list[object]] = []
+    for name in ("image-sync", "skopeo"):
+        rows.append(
+            [
+                name,
+                f"{cold[name].wall_s:.2f}",
+                f"{cold[name].cpu_s:.2f}",
+                f"{median(m.wall_s for m in warm[name]):.2f}",
+                " ".join(f"{m.wall_s:.2f}" for m in warm[name]),
+                f"{median(m.cpu_s for m in warm[name]):.2f}",
+                f"{max(m.max_rss_mib for m in [cold[name], *warm[name]]):.1f}",
+            ]
+        )
+    iw = median(m.wall_s for m in warm["image-sync"])
+    sw = median(m.wall_s for m in warm["skopeo"])
+    rows.append(
+        [
+            "image-sync/skopeo",
+            ratio(cold["image-sync"].wall_s, cold["skopeo"].wall_s),
+            "",
+            ratio(iw, sw),
+            "",
+            "",
+            "",
+        ]
+    )
+    print_table(
+        f"(a) wall time, {ntags} tags on the LAN",
+        [
+            "tool",
+            "cold s",
+            "cold CPU s",
+            "warm s (median)",
+            "warm s (runs)",
+            "warm CPU s",
+            "peak RSS MiB",
+        ],
+        rows,
+    )
+
+    count_rows: list[list[object]] = []
+    for name in ("image-sync", "skopeo"):
+        _, up, down = observed[name]
+        for side, c in (("upstream", up), ("target", down)):
+            count_rows.append(
+                [
+                    name,
+                    side,
+                    c.requests,
+                    f"{c.requests / ntags:.2f}",
+                    f"{c.manifest_head / ntags:.2f}",
+                    c.manifest_get,
+                    c.blob,
+                    c.writes,
+                    c.ping,
+                    c.other,
+                    c.tokens,
+                    c.max_tokens_per_repo,
+                ]
+            )
+    print_table(
+        f"(a) one warm run: requests each registry answered, tokens each token server issued "
+        f"({ntags} tags, {s.repos} repos)",
+        [
+            "tool",
+            "side",
+            "requests",
+            "per tag",
+            "manifest HEAD/tag",
+            "manifest GET",
+            "blob HEAD+GET",
+            "writes",
+            "GET /v2/",
+            "other",
+            "tokens",
+            "max tokens/repo",
+        ],
+        count_rows,
+    )
+    _, up, down = observed["image-sync"]
+    met = (
+        up.manifest_head == ntags
+        and down.manifest_head == ntags
+        and up.manifest_get == 0
+        and up.blob == 0
+        and up.other == 0
+        and down.manifest_get == 0
+        and down.blob == 0
+        and down.writes == 0
+        and down.other == 0
+        and up.max_tokens_per_repo <= 1
+        and down.max_tokens_per_repo <= 1
+    )
+    print(
+        "\n(a) target: warm image-sync run = 1 manifest HEAD per tag on each side, no upstream "
+        "GETs, no writes, at most 1 token per repository per side (plus one GET /v2/ per side): "
+        f"upstream {up.manifest_head} HEADs, {up.manifest_get + up.blob} GETs, "
+        f"{up.ping} pings, {up.tokens} tokens (max {up.max_tokens_per_repo}/repo); target "
+        f"{down.manifest_head} HEADs, {down.writes} writes, {down.ping} pings, {down.tokens} "
+        f"tokens (max {down.max_tokens_per_repo}/repo) -> {'MET' if met else 'NOT MET'}"
+    )
+    return {"warm": iw / sw}, met
+
+
+# -- (b) WAN: cold and warm behind a delaying proxy ---------------------------------------------
+
+
+def wan(sizes: Sizes, base: Path) -> tuple[float, float]:
+    s = sizes.wan
+    servers: list[RegistryServer] = []
+    proxy: DelayProxy | None = None
+    try:
+        upstream = start_registry("anonymous", base_dir=base / "wan-upstream")
+        servers.append(upstream)
+        images = fill_registry(
+            upstream,
+            [f"bench/app{i}" for i in range(s.repos)],
+            [f"1.{j}.0" for j in range(s.tags)],
+            layers=s.layers,
+            layer_size=s.layer_size,
+            workers=4,
+        )
+        targets = {}
+        for name in ("image-sync", "skopeo"):
+            targets[name] = start_registry("basic", base_dir=base / f"wan-target-{name}")
+            servers.append(targets[name])
+        proxy = DelayProxy([srv.port for srv in servers], sizes.one_way_s).start()
+        up_host = f"127.0.0.1:{proxy.port_for(upstream.port)}"
+        tools = [
+            Tool(
+                name,
+                images=images,
+                upstream_host=up_host,
+                target=targets[name],
+                target_host=f"127.0.0.1:{proxy.port_for(targets[name].port)}",
+                home=base / f"wan-{name}",
+            )
+            for name in ("image-sync", "skopeo")
+        ]
+        print(
+            f"\n(b) WAN: {sizes.one_way_s * 1000:g} ms each way through a proxy; anonymous "
+            f"upstream, Basic-auth targets (no token servers); {s.repos} repos x {s.tags} tags "
+            f"= {len(images)}, 2 platforms, 1 layer of {human_size(s.layer_size)}",
+            flush=True,
+        )
+        results: dict[tuple[str, str], tuple[float, int]] = {}
+        for phase in ("cold", "warm"):
+            for tool in tools:
+                before = proxy.connections
+                m = tool.run()
+                results[(tool.name, phase)] = (m.wall_s, proxy.connections - before)
+                print(f"  {phase} {tool.name:10s} {m.wall_s:7.2f} s", flush=True)
+                if phase == "cold":
+                    tool.verify()
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        for server in servers:
+            server.stop()
+
+    rows: list[list[object]] = []
+    for name in ("image-sync", "skopeo"):
+        (cw, cc), (ww, wc) = results[(name, "cold")], results[(name, "warm")]
+        rows.append([name, f"{cw:.2f}", cc, f"{ww:.2f}", wc])
+    cold_ratio = results[("image-sync", "cold")][0] / results[("skopeo", "cold")][0]
+    warm_ratio = results[("image-sync", "warm")][0] / results[("skopeo", "warm")][0]
+    rows.append(["image-sync/skopeo", f"{cold_ratio:.3f}x", "", f"{warm_ratio:.3f}x", ""])
+    print_table(
+        f"(b) WAN ({2 * sizes.one_way_s * 1000:g} ms round trip), {len(images)} tags",
+        ["tool", "cold s", "cold connections", "warm s", "warm connections"],
+        rows,
+    )
+    print("\n(b) targets:")
+    print(
+        f"  warm <= {WARM_TARGET}x skopeo sync: {warm_ratio:.3f}x -> "
+        f"{'MET' if warm_ratio <= WARM_TARGET else 'NOT MET'}"
+    )
+    print(
+        f"  cold <= {COLD_TARGET}x skopeo sync: {cold_ratio:.3f}x -> "
+        f"{'MET' if cold_ratio <= COLD_TARGET else 'NOT MET'}"
+    )
+    return cold_ratio, warm_ratio
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument(
+        "--wan-tags", type=int, metavar="N", help="tags per repository in (b) (default 10)"
+    )
+    parser.add_argument("--skip-lan", action="store_true", help="only the WAN part (b)")
+    parser.add_argument("--skip-wan", action="store_true", help="only the LAN part (a)")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    if args.wan_tags:
+        sizes = dataclasses.replace(sizes, wan=dataclasses.replace(sizes.wan, tags=args.wan_tags))
+    missing = check_tools()
+    if missing:
+        print("missing: " + ", ".join(missing), file=sys.stderr)
+        return 2
+    print(machine_summary())
+    with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
+        if not args.skip_lan:
+            lan(sizes, Path(tmp))
+        if not args.skip_wan:
+            wan(sizes, Path(tmp))
+    print(f"\nload average at the end: {load_average()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""HTTP entry point `sync_images` for Cloud Functions (functions-framework): a thin adapter.
+
+It turns the Flask request into plain values, reading at most 64 KiB + 1 of the body, and the
+answer into a JSON response; `sync.service` does the rest. Importing this module loads no
+config, reads no secret and starts no event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import flask
+import functions_framework
+
+from sync import service
+
+__all__ = ["sync_images"]
+
+
+@functions_framework.http
+def sync_images(request: flask.Request) -> flask.Response:
+    """Cloud Scheduler's POST (JSON body, may be empty) or a GET with a query string; answers
+    the run's report as JSON (200 ok/partial, 500 failed) or `{"error": {...}}`."""
+    try:
+        answer = service.handle(_incoming(request))
+    except Exception:  # the edge: never a traceback (or anything in it) in a response
+        with contextlib.suppress(Exception):
+            service.install_logging()
+        service.log.exception("internal error in the HTTP adapter", extra={"event": "internal"})
+        answer = service.internal_error()
+    return flask.Response(
+        answer.body, status=answer.status, headers=dict(answer.headers), mimetype="application/json"
+    )
+
+
+def _incoming(request: flask.Request) -> service.Incoming:
+    length = request.content_length
+    too_long = length is not None and length > service.MAX_BODY_BYTES
+    # Past the limit nothing more is read here: the answer is 413 whatever follows.
+    body = b"" if too_long else request.stream.read(service.MAX_BODY_BYTES + 1)
+    return service.Incoming(
+        method=request.method,
+        content_type=request.headers.get("Content-Type"),
+        body=body,
+        content_length=length,
+        query=tuple(request.args.items(multi=True)),
+        scheduler_job=request.headers.get("X-CloudScheduler-JobName"),
+        trace_header=request.headers.get("X-Cloud-Trace-Context")
+        or request.headers.get("traceparent"),
+    )

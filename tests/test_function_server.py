@@ -1,0 +1,321 @@
+"""The function in a real `functions-framework` server, called the way Cloud Scheduler calls it.
+
+Everything runs on loopback: a Docker-Hub-like upstream registry (anonymous pull), a Quay-like
+target (robot credentials required), the fake Secret Manager holding those credentials, and the
+server process (gunicorn, as in production) reading the config from `IMAGE_SYNC_CONFIG`. The
+server logs at DEBUG; its stdout and stderr are captured to files and searched for the secret.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.bed import images
+from tests.bed.images import Image
+from tests.bed.rawclient import RawClient
+from tests.bed.registry import RegistryServer, start_registry
+from tests.fake_secret_manager import FakeSecretManager
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = ROOT / "main.py"
+FUNCTIONS_FRAMEWORK = Path(sys.executable).parent / "functions-framework"
+PROJECT = "test-project"
+JOB = "image-sync-daily"
+SCHEDULER_HEADERS = {
+    "User-Agent": "Google-Cloud-Scheduler",
+    "X-CloudScheduler": "true",
+    "X-CloudScheduler-JobName": JOB,
+    "Content-Type": "application/json",
+}
+UPSTREAM_REPO, TARGET_REPO = "istio/examples-helloworld-v1", "sail-dev/examples-helloworld-v1"
+ROBOT = "sail-dev+function"
+
+
+@dataclass
+class Setup:
+    hub: RegistryServer
+    quay: RegistryServer
+    secrets: FakeSecretManager
+    password: str  # the robot's real password, only in the fake Secret Manager
+    url: str  # the function's URL
+    process: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+    upstream: dict[str, Image]
+
+    def call(self, client: httpx.Client, body: bytes = b"{}") -> httpx.Response:
+        return client.post(self.url, content=body, headers=SCHEDULER_HEADERS)
+
+    def output(self) -> tuple[str, str]:
+        return (
+            self.stdout.read_text("utf-8", "replace"),
+            self.stderr.read_text("utf-8", "replace"),
+        )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the gunicorn master (it stops its worker), then SIGKILL to its group."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def _start_server(env: dict[str, str], logs: Path) -> tuple[subprocess.Popen[bytes], str]:
+    stdout, stderr = logs / "stdout.log", logs / "stderr.log"
+    for _ in range(3):
+        port = _free_port()
+        with stdout.open("ab") as out, stderr.open("ab") as err:
+            process = subprocess.Popen(
+                [
+                    str(FUNCTIONS_FRAMEWORK),
+                    "--target",
+                    "sync_images",
+                    "--source",
+                    str(MAIN),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,  # its own process group, stopped by its id
+            )
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                # The framework answers /favicon.ico itself (404) without calling the function.
+                if httpx.get(f"{url}favicon.ico", timeout=1, trust_env=False).status_code == 404:
+                    return process, url
+            except httpx.TransportError:
+                time.sleep(0.05)
+        _stop(process)
+    raise RuntimeError(f"functions-framework did not start:\n{stderr.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    base = tmp_path_factory.mktemp("function-server")
+    started: list[RegistryServer] = []
+    secrets: FakeSecretManager | None = None
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        hub = start_registry("bearer-hub", base_dir=base / "hub")
+        started.append(hub)
+        quay = start_registry("bearer-quay", base_dir=base / "quay")
+        started.append(quay)
+        password = f"S3cr3t-V4lue-{uuid.uuid4().hex}"
+        assert quay.token_server is not None
+        quay.token_server.add_user(ROBOT, password)
+        secrets = FakeSecretManager(
+            {"quay-user": ROBOT, "quay-password": password}, project=PROJECT
+        ).start()
+
+        upstream = {
+            "1.0": images.oci_index(81),
+            "latest": images.docker_manifest_list(82),
+            "1.1": images.oci_manifest(83),  # not configured: found by discovery
+        }
+        with RawClient(hub) as raw:
+            for tag, image in upstream.items():
+                raw.push_image(UPSTREAM_REPO, tag, image)
+
+        config = {
+            "images": [
+                {
+                    "name": "examples-helloworld-v1",
+                    "upstream": f"{hub.host}/{UPSTREAM_REPO}",
+                    "target": f"{quay.host}/{TARGET_REPO}",
+                    "tags": ["1.0", "latest"],
+                }
+            ],
+            "check_new_tags": True,
+            "max_tags_to_check": 5,
+            "registries": {
+                hub.host: {"tls": "disabled"},
+                quay.host: {
+                    "tls": "disabled",
+                    "username": "secret:quay-user",
+                    "password": "secret:quay-password",
+                },
+            },
+        }
+        config_path = base / "image-sync-config.json"
+        config_path.write_text(json.dumps(config))
+        (base / "docker").mkdir()
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.lower().endswith("_proxy") and key not in ("SYNC_DEADLINE_SECONDS",)
+        }
+        env |= {
+            "IMAGE_SYNC_CONFIG": str(config_path),
+            "GOOGLE_CLOUD_PROJECT": PROJECT,
+            "SECRET_MANAGER_ENDPOINT": secrets.endpoint,
+            "LOG_LEVEL": "DEBUG",
+            "DOCKER_CONFIG": str(base / "docker"),
+            "PYTHONUNBUFFERED": "1",
+            "WORKERS": "1",
+            "THREADS": "2",
+        }
+        process, url = _start_server(env, base)
+        yield Setup(
+            hub=hub,
+            quay=quay,
+            secrets=secrets,
+            password=password,
+            url=url,
+            process=process,
+            stdout=base / "stdout.log",
+            stderr=base / "stderr.log",
+            upstream=upstream,
+        )
+    finally:
+        if process is not None:
+            _stop(process)
+        if secrets is not None:
+            secrets.close()
+        for server in reversed(started):
+            server.stop()
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=120, trust_env=False) as c:
+        yield c
+
+
+def _tags(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    (image,) = report["images"]
+    return {entry["tag"]: entry for entry in image["tags"]}
+
+
+def test_a_scheduler_call_mirrors_digest_exactly_then_finds_everything_up_to_date(
+    setup: Setup, client: httpx.Client
+) -> None:
+    first = setup.call(client)
+
+    assert first.headers["content-type"].startswith("application/json")
+    report = first.json()
+    assert first.status_code == 200, report
+    assert report["status"] == "ok" and report["summary"]["copied"] == 3, report["summary"]
+    tags = _tags(report)
+    assert {tag: entry["action"] for tag, entry in tags.items()} == {
+        "1.0": "copied",
+        "latest": "copied",
+        "1.1": "copied",
+    }
+    assert tags["1.1"]["discovered"] is True
+    with RawClient(setup.quay) as target, RawClient(setup.hub) as source:
+        for tag, image in setup.upstream.items():
+            assert tags[tag]["target_digest"] == image.digest
+            assert target.head_manifest(TARGET_REPO, tag) == source.head_manifest(
+                UPSTREAM_REPO, tag
+            )
+            # index, every child, every blob: present on the target and hashing right
+            assert target.verify_image(TARGET_REPO, tag) == source.verify_image(UPSTREAM_REPO, tag)
+            assert target.verify_image(TARGET_REPO, tag) == image.all_digests()
+    assert setup.secrets.access_count("quay-password") == 1, "one read per run"
+
+    second = setup.call(client)
+
+    again = second.json()
+    assert second.status_code == 200, again
+    assert {entry["action"] for entry in _tags(again).values()} == {"up_to_date"}
+    assert again["summary"]["bytes_copied"] == 0
+    assert setup.secrets.access_count("quay-password") == 2, "secrets are read again per run"
+
+
+def test_a_wrong_password_fails_the_run_with_500_and_the_report(
+    setup: Setup, client: httpx.Client
+) -> None:
+    wrong = f"S3cr3t-Wr0ng-{uuid.uuid4().hex}"
+    setup.secrets.add_version("quay-password", wrong)
+    try:
+        response = setup.call(client, b'{"discover": false}')
+    finally:
+        setup.secrets.add_version("quay-password", setup.password)
+
+    report = response.json()
+    assert response.status_code == 500, "Cloud Scheduler retries a failed run"
+    assert report["status"] == "failed"
+    for entry in _tags(report).values():
+        assert entry["action"] == "failed" and entry["error"] is not None, entry
+    assert wrong not in response.text
+    out, err = setup.output()
+    assert wrong not in out and wrong not in err, "the wrong password was logged"
+    assert "Traceback" not in err, f"a failed run left tracebacks on stderr:\n{err[-3000:]}"
+
+
+def test_the_secret_appears_in_no_response_and_no_log_line(
+    setup: Setup, client: httpx.Client
+) -> None:
+    responses = [
+        setup.call(client, b'{"dry_run": true}'),
+        setup.call(client, b'{"images": ["nope"]}'),
+        setup.call(client, b"not json"),
+        client.get(setup.url, params={"dry_run": "1"}),
+    ]
+    assert [r.status_code for r in responses] == [200, 400, 400, 200]
+
+    for response in responses:
+        assert setup.password not in response.text
+        assert "Traceback" not in response.text
+    out, err = setup.output()
+    assert setup.password not in out, "the secret is in the server's stdout"
+    assert setup.password not in err, "the secret is in the server's stderr"
+    assert setup.secrets.access_count("quay-password") >= 1, "the secret was in use"
+
+
+def test_stdout_is_json_lines_with_severity_and_the_scheduler_job(
+    setup: Setup, client: httpx.Client
+) -> None:
+    assert setup.call(client).status_code == 200
+    out, _ = setup.output()
+
+    lines = []
+    for text in out.splitlines():
+        if text.strip():
+            try:
+                lines.append(json.loads(text))
+            except json.JSONDecodeError:
+                pytest.fail(f"a stdout line is not JSON: {text!r}")
+    assert lines, "the server logged nothing on stdout"
+    assert all(line.get("severity") for line in lines), "a line without severity"
+    assert {line["severity"] for line in lines} >= {"DEBUG", "INFO"}, "LOG_LEVEL=DEBUG is honoured"
+    scheduled = [line for line in lines if line.get("scheduler_job") == JOB]
+    summaries = [line for line in scheduled if line.get("event") == "summary"]
+    assert summaries, "no summary line carries the Scheduler job name"
+    # A GET by hand (previous test) carries no job name; every Scheduler run does on each line.
+    by_run: dict[str, set[object]] = {}
+    for line in lines:
+        by_run.setdefault(line["run_id"], set()).add(line.get("scheduler_job"))
+    assert all(len(jobs) == 1 for jobs in by_run.values()), by_run
