@@ -33,7 +33,8 @@ lint: $(STAMP)
 test: setup lint infra-check
 	$(VENV)/bin/pytest
 
-unit: $(STAMP)
+# The suite without the tests marked slow (fault injection and crashes).
+unit: $(STAMP) registry-bin
 	$(VENV)/bin/pytest -m "not slow" -x -q
 
 demo: setup
@@ -44,4 +45,4 @@ bench: setup
 	$(PY) bench/sync_bench.py
 
 clean:
-	rm -rf $(VENV) .venv-checkov .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv312 .venv-checkov .mypy_cache .ruff_cache .pytest_cache
