@@ -207,11 +207,14 @@ class Authenticator:
         if challenge.scheme == "bearer":
             token = await self._token(challenge, tuple(sorted(set(scopes))))
             return f"Bearer {token}" if token else None
-        raise RegistryError(f"unsupported authentication scheme {challenge.scheme!r}")
+        raise RegistryError(
+            f"unsupported authentication scheme {challenge.scheme!r}", kind="AUTH_UNSUPPORTED"
+        )
 
-    def learn(self, header: str | None, scopes: Iterable[str]) -> bool:
-        """Take the challenge of a 401. True when a retry with a new header may help: the
-        scheme or realm changed, or the token for these scopes is dropped to be fetched anew."""
+    def learn(self, header: str | None, scopes: Iterable[str], used: str | None) -> bool:
+        """Take the challenge of a 401 to a request sent with authorization `used`. True when
+        a retry with a new header may help: the scheme or realm changed, or (Bearer) the token
+        that was refused is dropped, or was already replaced by a concurrent request."""
         challenge = parse_challenge(header)
         if challenge is None or challenge.scheme not in {"basic", "bearer"}:
             return False
@@ -220,8 +223,13 @@ class Authenticator:
         if old is None or old.scheme != challenge.scheme or old.realm != challenge.realm:
             self._challenge = challenge
             return True
+        if challenge.scheme != "bearer":
+            return False  # the same Basic credentials would be refused again
         key = self._key(challenge, tuple(sorted(set(scopes))))
-        return self._tokens.pop(key, None) is not None
+        cached = self._tokens.get(key)
+        if cached is not None and used == f"Bearer {cached.value}":
+            del self._tokens[key]
+        return True
 
     @staticmethod
     def _key(challenge: Challenge, scopes: tuple[str, ...]) -> tuple[str, ...]:
@@ -242,18 +250,26 @@ class Authenticator:
         try:
             url = httpx.URL(realm)
         except httpx.InvalidURL:
-            raise RegistryError(f"{self.host}: invalid token realm {realm!r}") from None
+            raise RegistryError(
+                f"{self.host}: invalid token realm {redact_url(realm)!r}",
+                kind="TOKEN_REALM_INVALID",
+            ) from None
         if url.scheme not in {"http", "https"} or not url.host:
-            raise RegistryError(f"{self.host}: invalid token realm {redact_url(realm)!r}")
+            raise RegistryError(
+                f"{self.host}: invalid token realm {redact_url(realm)!r}",
+                kind="TOKEN_REALM_INVALID",
+            )
         registry_host = httpx.URL(f"https://{self.host}/").host
         if self._secure and url.scheme != "https":
             raise RegistryError(
                 f"{self.host}: refusing token realm {redact_url(realm)} over plain HTTP "
-                "for a registry reached over TLS"
+                "for a registry reached over TLS",
+                kind="TOKEN_REALM_REFUSED",
             )
         if self._secure and _is_private_host(url.host) and not _is_private_host(registry_host):
             raise RegistryError(
-                f"{self.host}: refusing token realm {redact_url(realm)} on a private address"
+                f"{self.host}: refusing token realm {redact_url(realm)} on a private address",
+                kind="TOKEN_REALM_REFUSED",
             )
         return url
 
@@ -272,7 +288,7 @@ class Authenticator:
         reply = await send_with_retry(self._http, "GET", url, headers=headers, policy=self._policy)
         where = redact_url(str(url))
         if reply.status in {401, 403}:
-            who = f"as {creds.username!r}" if creds else "anonymously"
+            who = "with the configured credentials" if creds else "anonymously"
             raise AuthenticationError(
                 f"token request {who} refused: wrong credentials?",
                 status=reply.status,
@@ -293,10 +309,14 @@ class Authenticator:
         except (ValueError, UnicodeDecodeError):
             doc = None
         if not isinstance(doc, dict):
-            raise RegistryError(f"token endpoint {where} answered something that is not JSON")
+            raise RegistryError(
+                f"token endpoint {where} answered something that is not JSON", kind="TOKEN_INVALID"
+            )
         value = doc.get("token") or doc.get("access_token")
         if not isinstance(value, str) or not value:
-            raise RegistryError(f"token endpoint {where} answered without a token")
+            raise RegistryError(
+                f"token endpoint {where} answered without a token", kind="TOKEN_INVALID"
+            )
         expires_in = doc.get("expires_in")
         if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
             expires_in = DEFAULT_TOKEN_SECONDS

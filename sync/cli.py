@@ -18,7 +18,6 @@ from typing import Any, TextIO
 
 from sync import __version__
 from sync.config import Config, load_config, resolve_config_path
-from sync.copy import Copier
 from sync.credentials import CredentialResolver
 from sync.engine import Engine, RunOptions, registries_for
 from sync.errors import ConfigError, ImageSyncError
@@ -305,6 +304,11 @@ class _App:
     async def _report(self, engine: Engine, options: RunOptions) -> int:
         report = await engine.run(options)
         if options.tags is not None and not any(True for _ in report.all_tags()):
+            failed = [i.discovery_error for i in report.images if i.discovery_error]
+            if failed:
+                raise ImageSyncError(
+                    f"tag {options.tags[0]!r}: discovery failed: {failed[0].message}"
+                )
             raise UsageError(
                 f"tag {options.tags[0]!r} is neither configured for {self.args.image} "
                 "nor among its discovered upstream versions"
@@ -393,9 +397,7 @@ class _App:
         config = self.config(required=False) or Config(images=())
 
         async def body(engine: Engine) -> int:
-            src = engine.registries.client(source.host)
-            dst = engine.registries.client(destination.host)
-            result = await Copier(progress=None).copy(src, source, dst, destination)
+            result = await engine.copy(source, destination)
             stats = result.stats
             if self.args.json:
                 self.emit_json(
@@ -424,10 +426,13 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    root = logging.getLogger("image_sync")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    # `image_sync` is the run's story; `sync.*` modules (credentials, secrets) log under their
+    # own names.
+    for name in ("image_sync", "sync"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
     # httpx logs every request at INFO (URLs with query strings): keep it quiet.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 

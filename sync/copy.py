@@ -27,8 +27,6 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-import httpx
-
 from sync.errors import BlobMismatchError, ImageSyncError, RegistryError
 from sync.oci import Descriptor, Manifest, is_digest
 from sync.reference import Reference
@@ -83,7 +81,7 @@ class Copier:
         self._flights: dict[tuple[str, ...], asyncio.Future[None]] = {}
         #: Source manifests read by digest in this run (small; saves Docker Hub pulls when two
         #: tags point at one image).
-        self._manifests: dict[tuple[str, str, str], Manifest] = {}
+        self._manifests: dict[tuple[str, str, str], asyncio.Future[Manifest]] = {}
         self._holders: dict[tuple[str, str], set[str]] = {}
 
     async def copy(
@@ -122,7 +120,10 @@ class Copier:
             # writes nothing at all.
             children = manifest.children()
             present = await _settle(
-                *(dst.client.manifest_head(dst.repository, child.digest) for child in children)
+                *(
+                    dst.client.manifest_head(dst.repository, child.digest, for_write=True)
+                    for child in children
+                )
             )
             missing = [child for child, info in zip(children, present, strict=True) if not info]
             manifests = await _settle(
@@ -142,13 +143,17 @@ class Copier:
             await _settle(*(self._copy_blob(src, dst, blob, stats) for blob in unique.values()))
 
     async def _source_manifest(self, src: _Side, reference: str) -> Manifest:
+        """A source manifest; read once per run when asked by digest, even by concurrent
+        copies (on Docker Hub every manifest GET is a pull)."""
+        if not is_digest(reference):
+            return await src.client.manifest_get(src.repository, reference)
         key = (src.client.host, src.repository, reference)
-        cached = self._manifests.get(key)
-        if cached is None:
-            cached = await src.client.manifest_get(src.repository, reference)
-            if is_digest(reference):
-                self._manifests[key] = cached
-        return cached
+        pending = self._manifests.get(key)
+        if pending is None or (pending.done() and pending.exception() is not None):
+            pending = asyncio.ensure_future(src.client.manifest_get(src.repository, reference))
+            pending.add_done_callback(_retrieve)
+            self._manifests[key] = pending
+        return await asyncio.shield(pending)
 
     async def _single_flight(
         self, key: tuple[str, ...], work: Callable[[], Coroutine[Any, Any, None]]
@@ -159,6 +164,13 @@ class Copier:
         if running is not None and not running.done():
             await asyncio.shield(running)
             return False
+        await self._fly(key, work)
+        return True
+
+    async def _fly(
+        self, key: tuple[str, ...], work: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Run `work` as the flight for `key` (callers have checked that none is under way)."""
         task = asyncio.ensure_future(work())
         # Shielded: a waiter's cancellation must not cancel work others share. Should the
         # owner be cancelled, the task's failure is still retrieved here, not reported stray.
@@ -169,7 +181,6 @@ class Copier:
         finally:
             if task.done() and self._flights.get(key) is task:
                 del self._flights[key]
-        return True
 
     async def _copy_child(
         self, src: _Side, dst: _Side, child: Descriptor, manifest: Manifest, stats: CopyStats
@@ -192,14 +203,16 @@ class Copier:
         async def work() -> None:
             await self._transfer_blob(src, dst, blob, stats)
 
-        await self._single_flight(key, work)
+        # No await since the loop saw no flight: this one is registered before anyone else
+        # can look. (A flight for another repository must not stand in for ours.)
+        await self._fly(key, work)
 
     async def _transfer_blob(
         self, src: _Side, dst: _Side, blob: Descriptor, stats: CopyStats
     ) -> None:
         """Make `dst` hold `blob`: skip, mount or stream."""
         holders_key = (dst.client.host, blob.digest)
-        if await dst.client.blob_head(dst.repository, blob.digest) is not None:
+        if await dst.client.blob_head(dst.repository, blob.digest, for_write=True) is not None:
             self._holders.setdefault(holders_key, set()).add(dst.repository)
             stats.blobs_skipped += 1
             return
@@ -284,19 +297,7 @@ class Copier:
         digest = hashlib.sha256()
         size = 0
         held: bytes | None = None
-        chunks = aiter(stream)
-        while True:
-            try:
-                chunk = await anext(chunks)
-            except StopAsyncIteration:
-                break
-            except httpx.TransportError as exc:
-                raise RegistryError(
-                    f"reading the blob failed after {size} bytes: {type(exc).__name__}",
-                    method="GET",
-                    url=src.client.api_url(f"{src.repository}/blobs/{blob.digest}"),
-                    temporary=True,
-                ) from None
+        async for chunk in stream:
             if not chunk:
                 continue
             size += len(chunk)
@@ -328,7 +329,7 @@ def _check_tree(manifest: Manifest) -> None:
         manifest.check_copyable()
 
 
-def _retrieve(task: asyncio.Future[None]) -> None:
+def _retrieve(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
 

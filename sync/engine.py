@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from sync.auth import CredentialProvider, pull_scope
 from sync.config import Config, ImageConfig
-from sync.copy import Copier
+from sync.copy import Copier, CopyResult
 from sync.errors import (
     AuthenticationError,
     DeadlineExceeded,
@@ -26,6 +26,7 @@ from sync.errors import (
     RegistryError,
     UpstreamMissingError,
 )
+from sync.reference import Reference
 from sync.registry import HostSettings, ManifestInfo, Registries, RegistryClient
 from sync.report import (
     ErrorInfo,
@@ -56,8 +57,16 @@ class RunOptions:
     discover: bool = True
     compare_only: bool = False
     deadline: float | None = None
+    #: Seconds from the start after which copies still running are cut off (reported failed
+    #: with DEADLINE, so the report is still complete); None: never.
+    hard_deadline: float | None = None
     pull_floor: int = 10
     concurrency: int = 8
+
+
+#: Docker Hub pulls one copy is assumed to spend while it runs (index + children), reserved
+#: against the announced allowance so that concurrent copies don't overspend it together.
+PULLS_PER_COPY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +96,10 @@ class Engine:
         self.config = config
         self.registries = registries
         self._copier = Copier(blob_concurrency=blob_concurrency, progress=progress)
+        #: Upstream pulls reserved by copies under way, per registry host.
+        self._pulls_reserved: dict[str, int] = {}
+        #: Upstream hosts that answered a copy with 429 and a spent allowance in this run.
+        self._exhausted: set[str] = set()
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -95,6 +108,7 @@ class Engine:
         started = datetime.now(UTC)
         clock0 = time.monotonic()
         deadline = clock0 + options.deadline if options.deadline is not None else None
+        hard = clock0 + options.hard_deadline if options.hard_deadline is not None else None
         images = self._select_images(options.images)
         slots: dict[str, asyncio.Semaphore] = {}
 
@@ -102,14 +116,16 @@ class Engine:
             work = [_Work(image, tag, False) for tag in image.tags]
             if options.tags is not None:
                 work = [w for w in work if w.tag in options.tags]
+            discovery_error: ImageSyncError | None = None
             if options.discover and not options.compare_only and image.discovers_tags(self.config):
-                work += await self._discover_work(image, options)
+                found, discovery_error = await self._discover_work(image, options)
+                work += found
             slot = slots.setdefault(image.upstream_ref.host, asyncio.Semaphore(options.concurrency))
 
             async def guarded(item: _Work) -> TagReport:
                 async with slot:
                     try:
-                        return await self._tag(item, options, deadline)
+                        return await self._tag(item, options, deadline, hard)
                     except Exception as exc:  # a bug must cost one tag, not the run
                         log.exception("%s:%s failed unexpectedly", image.name, item.tag)
                         return TagReport(
@@ -128,6 +144,7 @@ class Engine:
                 upstream=image.upstream,
                 target=image.target,
                 tags=tuple(reports),
+                discovery_error=_info(discovery_error) if discovery_error else None,
             )
 
         image_reports = await asyncio.gather(*(one_image(image) for image in images))
@@ -176,8 +193,11 @@ class Engine:
         ]
         return min(limits, key=lambda r: r.remaining) if limits else None
 
-    async def _discover_work(self, image: ImageConfig, options: RunOptions) -> list[_Work]:
-        """The newest version tags upstream within the image's window, minus configured ones."""
+    async def _discover_work(
+        self, image: ImageConfig, options: RunOptions
+    ) -> tuple[list[_Work], ImageSyncError | None]:
+        """The newest version tags upstream within the image's window, minus configured ones;
+        or the error that kept them from being listed (reported on the image)."""
         try:
             tags = await self._client(image.upstream_ref.host).tag_list(
                 image.upstream_ref.repository
@@ -189,7 +209,7 @@ class Engine:
                 exc,
                 extra={"event": "discovery_failed", "image": image.name, "code": exc.code},
             )
-            return []
+            return [], exc
         chosen = select_new_tags(
             tags,
             limit=image.effective_max_tags_to_check(self.config),
@@ -200,12 +220,14 @@ class Engine:
             chosen = [tag for tag in chosen if tag in options.tags]
         for tag in chosen:
             log.debug("%s: discovered upstream tag %s", image.name, tag)
-        return [_Work(image, tag, True) for tag in chosen]
+        return [_Work(image, tag, True) for tag in chosen], None
 
     def _client(self, host: str) -> RegistryClient:
         return self.registries.client(host)
 
-    async def _tag(self, work: _Work, options: RunOptions, deadline: float | None) -> TagReport:
+    async def _tag(
+        self, work: _Work, options: RunOptions, deadline: float | None, hard: float | None
+    ) -> TagReport:
         image, tag = work.image, work.tag
         fields: dict[str, object] = {"image": image.name, "tag": tag, "discovered": work.discovered}
         up: ManifestInfo | None = None
@@ -262,15 +284,38 @@ class Engine:
         if refusal is not None:
             log.warning("%s:%s deferred: %s", image.name, tag, refusal, extra=fields)
             return entry(state, "deferred", refusal)
+        host = upstream.host
+        self._pulls_reserved[host] = self._pulls_reserved.get(host, 0) + PULLS_PER_COPY
         try:
             # By the digest just compared: what gets copied is what was found different, and
             # two tags that point at one image share one manifest read.
-            result = await self._copier.copy(
+            copying = self._copier.copy(
                 upstream,
                 image.upstream_ref.with_tag(tag).with_digest(up.digest),
                 target,
                 image.target_ref.with_tag(tag),
             )
+            timeout = None if hard is None else max(hard - time.monotonic(), 0.0)
+            result = await asyncio.wait_for(copying, timeout)
+        except TimeoutError:
+            cut = DeadlineExceeded("copy cut off at the run's hard deadline; the next run ends it")
+            log.error("%s:%s failed: %s", image.name, tag, cut, extra={**fields, "code": cut.code})
+            return entry(state, "failed", cut)
+        except RegistryError as exc:
+            if exc.code == "TOOMANYREQUESTS" and upstream.rate_limit is not None:
+                # Docker Hub's pull limit: later runs will do better than retries now.
+                self._exhausted.add(host)
+                spent = PullBudgetExhausted(f"{host} refused the pull (429): {exc.message}")
+                log.warning("%s:%s deferred: %s", image.name, tag, spent, extra=fields)
+                return entry(state, "deferred", spent)
+            log.error(
+                "%s:%s failed: %s",
+                image.name,
+                tag,
+                exc,
+                extra={**fields, "action": "failed", "code": exc.code},
+            )
+            return entry(state, "failed", exc)
         except ImageSyncError as exc:
             log.error(
                 "%s:%s failed: %s",
@@ -280,6 +325,8 @@ class Engine:
                 extra={**fields, "action": "failed", "code": exc.code},
             )
             return entry(state, "failed", exc)
+        finally:
+            self._pulls_reserved[host] -= PULLS_PER_COPY
         stats = result.stats
         log.info(
             "%s:%s copied %s (%d bytes, %d blobs, %d already there)",
@@ -303,20 +350,33 @@ class Engine:
             blobs_skipped=stats.blobs_skipped,
         )
 
-    @staticmethod
     def _refusal(
-        upstream: RegistryClient, options: RunOptions, deadline: float | None
+        self, upstream: RegistryClient, options: RunOptions, deadline: float | None
     ) -> ImageSyncError | None:
         """Why a copy must not start now, if it must not."""
         if deadline is not None and time.monotonic() >= deadline:
             return DeadlineExceeded("time budget spent before the copy could start")
-        limit = upstream.rate_limit
-        if limit is not None and limit.remaining < options.pull_floor:
+        if upstream.host in self._exhausted:
             return PullBudgetExhausted(
-                f"{upstream.host} pull allowance is {limit.remaining} of {limit.limit}, "
-                f"below the floor of {options.pull_floor}; not pulling until it recovers"
+                f"{upstream.host} refused pulls (429) earlier in this run; not pulling until "
+                "its allowance recovers"
             )
+        limit = upstream.rate_limit
+        if limit is not None and options.pull_floor > 0:
+            available = limit.remaining - self._pulls_reserved.get(upstream.host, 0)
+            if available < options.pull_floor:
+                return PullBudgetExhausted(
+                    f"{upstream.host} pull allowance is {limit.remaining} of {limit.limit} "
+                    f"({available} not yet claimed by copies under way), below the floor of "
+                    f"{options.pull_floor}; not pulling until it recovers"
+                )
         return None
+
+    async def copy(self, source: Reference, target: Reference) -> CopyResult:
+        """Copy one image reference (the CLI's `copy`), with this run's clients and progress."""
+        return await self._copier.copy(
+            self._client(source.host), source, self._client(target.host), target
+        )
 
     # -- read-only helpers for the CLI ----------------------------------------------------------
 
@@ -343,7 +403,9 @@ class Engine:
         await client.ping()
         await client.auth.authorization([pull_scope(repository)])
         try:
-            await client.tag_list(repository, page_size=1)
+            await client.tag_list(repository, page_size=1, max_pages=1)
+        except AuthenticationError:
+            raise
         except RegistryError as exc:
             if exc.not_found or (exc.status == 401 and not required):
                 return f"reachable, authenticated; {repository} absent or not readable yet"

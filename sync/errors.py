@@ -102,22 +102,28 @@ class RegistryError(ImageSyncError):
         codes: Sequence[str] = (),
         temporary: bool = False,
         retry_after: float | None = None,
+        kind: str | None = None,
     ) -> None:
         self.status = status
+        #: Our own code for what went wrong when the registry gave none (`TOKEN_INVALID`, ...).
+        self.kind = kind
         self.method = method
         self.url = redact_url(url) if url else ""
         self.codes = tuple(codes)
         self.temporary = temporary
         self.retry_after = retry_after
         where = f"{method} {self.url}".strip()
-        what = f"HTTP {status}" if status is not None else "no answer"
+        what = f"HTTP {status}" if status is not None else "" if kind else "no answer"
         detail = f" [{', '.join(self.codes)}]" if self.codes else ""
-        super().__init__(f"{where}: {what}{detail}: {message}" if where else message)
+        head = f"{where}: {what}{detail}".rstrip(": ")
+        super().__init__(f"{head}: {message}" if where else message)
 
     @property
     def code(self) -> str:  # type: ignore[override]
         if self.codes:
             return self.codes[0]
+        if self.kind:
+            return self.kind
         if self.status is None:
             return "UNREACHABLE"
         return {

@@ -125,8 +125,19 @@ class BlobStream:
         # Raw: a blob is the stored bytes. A `Content-Encoding` some CDNs attach to a stored
         # .tar.gz must not be undone, or the bytes no longer hash to the digest.
         if not self._response.is_stream_consumed:
-            async for chunk in self._response.aiter_raw(BLOB_CHUNK):
-                yield chunk
+            received = 0
+            try:
+                async for chunk in self._response.aiter_raw(BLOB_CHUNK):
+                    received += len(chunk)
+                    yield chunk
+            except httpx.TransportError as exc:
+                raise RegistryError(
+                    f"reading the blob failed after {received} bytes: {type(exc).__name__}",
+                    method="GET",
+                    url=str(self._response.request.url),
+                    temporary=True,
+                    kind="BLOB_READ_FAILED",
+                ) from None
             return
         # A response built from bytes (an in-process transport) is read already.
         content = self._response.content
@@ -208,7 +219,8 @@ class RegistryClient:
             send_headers = dict(headers or {})
             # Authorization goes only to the registry host itself, never to another host
             # (an upload Location or a CDN), as the distribution spec requires.
-            if target.netloc == self._netloc:
+            authorization = None
+            if target.scheme == self.scheme and target.netloc == self._netloc:
                 authorization = await self.auth.authorization(scopes)
                 if authorization:
                     send_headers["Authorization"] = authorization
@@ -230,7 +242,7 @@ class RegistryClient:
                 and reauthenticate
                 and not retried_auth
                 and (content is None or isinstance(content, bytes))
-                and self.auth.learn(reply.headers.get("www-authenticate"), scopes)
+                and self.auth.learn(reply.headers.get("www-authenticate"), scopes, authorization)
             ):
                 retried_auth = True
                 continue
@@ -284,13 +296,17 @@ class RegistryClient:
 
     # -- manifests ----------------------------------------------------------------------------
 
-    async def manifest_head(self, repository: str, reference: str) -> ManifestInfo | None:
+    async def manifest_head(
+        self, repository: str, reference: str, *, for_write: bool = False
+    ) -> ManifestInfo | None:
         """The digest a tag or digest resolves to, or None when the registry says it is not
-        there. A HEAD costs no Docker Hub pull; a GET does."""
+        there. A HEAD costs no Docker Hub pull; a GET does. `for_write` asks with the push
+        token a copy uses anyway (on Quay, issuing it creates a missing repository, which
+        otherwise answers 401)."""
         reply = await self._request(
             "HEAD",
             self.api_url(f"{repository}/manifests/{reference}"),
-            scopes=[pull_scope(repository)],
+            scopes=[push_scope(repository) if for_write else pull_scope(repository)],
             headers={"Accept": MANIFEST_ACCEPT},
             ok=[200],
             missing=[404],
@@ -307,6 +323,7 @@ class RegistryClient:
                     status=reply.status,
                     method="HEAD",
                     url=self.api_url(f"{repository}/manifests/{reference}"),
+                    kind="MANIFEST_INVALID",
                 )
         length = reply.headers.get("content-length")
         return ManifestInfo(
@@ -331,7 +348,9 @@ class RegistryClient:
         if expected is None and announced and announced.startswith("sha256:"):
             expected = announced
         if len(reply.body) > MAX_MANIFEST_BYTES:
-            raise RegistryError("manifest too large", method="GET", url=url)
+            raise RegistryError(
+                "manifest too large", method="GET", url=url, kind="MANIFEST_INVALID"
+            )
         return Manifest.parse(
             reply.body, reply.headers.get("content-type"), expected_digest=expected
         )
@@ -370,12 +389,15 @@ class RegistryClient:
 
     # -- blobs --------------------------------------------------------------------------------
 
-    async def blob_head(self, repository: str, digest: str) -> int | None:
-        """The blob's size when this repository has it, else None (per repository on Quay)."""
+    async def blob_head(
+        self, repository: str, digest: str, *, for_write: bool = False
+    ) -> int | None:
+        """The blob's size when this repository has it, else None (per repository on Quay).
+        `for_write`: as for manifest_head."""
         reply = await self._request(
             "HEAD",
             self.api_url(f"{repository}/blobs/{digest}"),
-            scopes=[pull_scope(repository)],
+            scopes=[push_scope(repository) if for_write else pull_scope(repository)],
             ok=[200],
             missing=[404],
             follow_redirects=True,
@@ -428,6 +450,7 @@ class RegistryClient:
         if not location:
             raise RegistryError(
                 "upload started without a Location",
+                kind="UPLOAD_INVALID",
                 status=reply.status,
                 method="POST",
                 url=str(request_url),
@@ -485,13 +508,16 @@ class RegistryClient:
 
     # -- tags ---------------------------------------------------------------------------------
 
-    async def tag_list(self, repository: str, page_size: int = TAG_PAGE_SIZE) -> list[str]:
-        """Every tag, following `Link: <...>; rel="next"` as given (sorted by name, not date)."""
+    async def tag_list(
+        self, repository: str, page_size: int = TAG_PAGE_SIZE, max_pages: int = MAX_TAG_PAGES
+    ) -> list[str]:
+        """Every tag (or the first `max_pages` pages), following `Link: <...>; rel="next"` as
+        given. Sorted by name, not date: order them by version, never by position."""
         url: httpx.URL = httpx.URL(self.api_url(f"{repository}/tags/list")).copy_merge_params(
             {"n": page_size}
         )
         tags: list[str] = []
-        for _ in range(MAX_TAG_PAGES):
+        for page_number in range(1, max_pages + 1):
             reply = await self._request("GET", url, scopes=[pull_scope(repository)], ok=[200])
             assert reply is not None
             try:
@@ -502,13 +528,18 @@ class RegistryClient:
             if page is not None and not (
                 isinstance(page, list) and all(isinstance(t, str) for t in page)
             ):
-                raise RegistryError("tag list is not a list of strings", method="GET", url=str(url))
+                raise RegistryError(
+                    "tag list is not a list of strings",
+                    method="GET",
+                    url=str(url),
+                    kind="TAG_LIST_INVALID",
+                )
             tags.extend(page or [])
             next_url = _next_link(reply.headers.get("link"))
-            if not next_url:
+            if not next_url or page_number == max_pages:
                 return tags
             url = url.join(next_url)
-        raise RegistryError("tag list has too many pages", method="GET", url=str(url))
+        return tags
 
 
 def _next_link(header: str | None) -> str | None:

@@ -92,6 +92,9 @@ class ImageReport(BaseModel):
     target: str
     # A list is accepted and stored as a tuple, so the model stays immutable.
     tags: Annotated[tuple[TagReport, ...], Field(strict=False)] = ()
+    #: Why discovery found nothing this run (listing the upstream tags failed), or None. An
+    #: addition to DESIGN.md's report; it does not change the status rules.
+    discovery_error: ErrorInfo | None = None
 
 
 class Summary(BaseModel):

@@ -98,6 +98,7 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
             status=response.status_code,
             method=response.request.method,
             url=str(response.request.url),
+            kind="RESPONSE_TOO_LARGE",
         )
     chunks: list[bytes] = []
     total = 0
@@ -109,6 +110,7 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
                 status=response.status_code,
                 method=response.request.method,
                 url=str(response.request.url),
+                kind="RESPONSE_TOO_LARGE",
             )
         chunks.append(chunk)
     return b"".join(chunks)
@@ -142,12 +144,14 @@ async def send_with_retry(
             request = http.build_request(method, url, headers=headers, content=content)
             response = await http.send(request, stream=True, follow_redirects=follow_redirects)
             body = b""
-            if not stream or response.status_code >= 300:
+            if method == "HEAD":
+                # No body, whatever Content-Length says (for a blob, its size).
+                await response.aclose()
+            elif not stream or response.status_code >= 300:
                 try:
                     body = await _read_capped(response, MAX_BUFFERED_BODY)
                 finally:
-                    if not stream or response.status_code >= 300:
-                        await response.aclose()
+                    await response.aclose()
         except _TRANSIENT_TRANSPORT as exc:
             if response is not None:
                 await response.aclose()
@@ -166,7 +170,9 @@ async def send_with_retry(
             raise RegistryError(
                 f"{type(exc).__name__}: {exc}", method=method, url=str(url)
             ) from None
-        if replayable and policy.retryable_status(response.status_code):
+        spent = response.headers.get("ratelimit-remaining", "").split(";", 1)[0].strip() == "0"
+        if replayable and policy.retryable_status(response.status_code) and not spent:
+            # (Docker Hub's pull allowance at 0 comes back in hours: report, don't wait.)
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             wait = policy.delay(attempt, retry_after)
             if wait is not None:

@@ -70,6 +70,8 @@ DEFAULT_DEADLINE_SECONDS = 1500.0
 #: How long after the budget a run still in progress is stopped (its copies cancelled), so the
 #: function answers before Cloud Scheduler's 30-minute attempt deadline.
 HARD_STOP_GRACE_SECONDS = 240.0
+#: Past the engine's own hard stop, how long before the run is abandoned as a last resort.
+LAST_RESORT_SECONDS = 60.0
 LOG_LEVEL_ENV = "LOG_LEVEL"
 MAX_BODY_BYTES = 64 * 1024
 ALLOWED_METHODS = ("GET", "POST")
@@ -187,6 +189,7 @@ class SyncRequest:
             dry_run=self.dry_run,
             discover=self.discover,
             deadline=deadline,
+            hard_deadline=deadline + HARD_STOP_GRACE_SECONDS,
         )
 
 
@@ -464,7 +467,14 @@ def _handle(incoming: Incoming, env: Mapping[str, str]) -> Answer:
     )
     try:
         report = asyncio.run(
-            run_once(config, options, env=env, hard_timeout=deadline + HARD_STOP_GRACE_SECONDS)
+            # The engine cuts copies off at its hard deadline and still reports; this outer
+            # limit is only the last resort should that ever fail.
+            run_once(
+                config,
+                options,
+                env=env,
+                hard_timeout=deadline + HARD_STOP_GRACE_SECONDS + LAST_RESORT_SECONDS,
+            )
         )
     except RunTimeout as exc:
         log.error("%s", exc, extra={"event": "run_timeout", "code": "DEADLINE"})

@@ -614,8 +614,16 @@ def test_the_deadline_reaches_the_engine(
     client.get("/?dry_run=1")
 
     assert seen == [
-        RunOptions(images=("httpbin",), tags=("v2.15.0",), discover=False, deadline=1500.0),
-        RunOptions(dry_run=True, deadline=90.5),
+        RunOptions(
+            images=("httpbin",),
+            tags=("v2.15.0",),
+            discover=False,
+            deadline=1500.0,
+            hard_deadline=1500.0 + service.HARD_STOP_GRACE_SECONDS,
+        ),
+        RunOptions(
+            dry_run=True, deadline=90.5, hard_deadline=90.5 + service.HARD_STOP_GRACE_SECONDS
+        ),
     ]
 
 
@@ -671,6 +679,7 @@ def test_a_run_that_overstays_its_budget_is_stopped_and_answered_500(
 
     monkeypatch.setattr(Engine, "run", stuck)
     monkeypatch.setattr(service, "HARD_STOP_GRACE_SECONDS", 0.05)
+    monkeypatch.setattr(service, "LAST_RESORT_SECONDS", 0.0)
     monkeypatch.setenv("SYNC_DEADLINE_SECONDS", "0.05")
 
     message = error_of(client.post("/", json={}), 500, "DEADLINE")
