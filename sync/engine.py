@@ -246,6 +246,16 @@ class Engine:
                 error=_info(error) if error else None,
             )
 
+        def failed(error: ImageSyncError, state: TagState | None) -> TagReport:
+            log.error(
+                "%s:%s failed: %s",
+                image.name,
+                tag,
+                error,
+                extra={**fields, "action": "failed", "code": error.code},
+            )
+            return entry(state, "failed", error)
+
         if deadline is not None and time.monotonic() >= deadline:
             error = DeadlineExceeded("time budget spent before this tag started")
             log.warning("%s:%s deferred: %s", image.name, tag, error, extra=fields)
@@ -258,8 +268,7 @@ class Engine:
                 _target_head(target, image.target_ref.repository, tag),
             )
         except ImageSyncError as exc:
-            log.error("%s:%s failed: %s", image.name, tag, exc, extra={**fields, "code": exc.code})
-            return entry(None, "failed", exc)
+            return failed(exc, None)
         fields.update(
             upstream_digest=up.digest if up else None, target_digest=down.digest if down else None
         )
@@ -298,33 +307,20 @@ class Engine:
             timeout = None if hard is None else max(hard - time.monotonic(), 0.0)
             result = await asyncio.wait_for(copying, timeout)
         except TimeoutError:
-            cut = DeadlineExceeded("copy cut off at the run's hard deadline; the next run ends it")
-            log.error("%s:%s failed: %s", image.name, tag, cut, extra={**fields, "code": cut.code})
-            return entry(state, "failed", cut)
-        except RegistryError as exc:
-            if exc.code == "TOOMANYREQUESTS" and upstream.rate_limit is not None:
+            return failed(DeadlineExceeded("copy cut off at the run's hard deadline"), state)
+        except ImageSyncError as exc:
+            if (
+                isinstance(exc, RegistryError)
+                and exc.code == "TOOMANYREQUESTS"
+                and upstream.rate_limit is not None
+                and f"//{host}/" in exc.url
+            ):
                 # Docker Hub's pull limit: later runs will do better than retries now.
                 self._exhausted.add(host)
                 spent = PullBudgetExhausted(f"{host} refused the pull (429): {exc.message}")
                 log.warning("%s:%s deferred: %s", image.name, tag, spent, extra=fields)
                 return entry(state, "deferred", spent)
-            log.error(
-                "%s:%s failed: %s",
-                image.name,
-                tag,
-                exc,
-                extra={**fields, "action": "failed", "code": exc.code},
-            )
-            return entry(state, "failed", exc)
-        except ImageSyncError as exc:
-            log.error(
-                "%s:%s failed: %s",
-                image.name,
-                tag,
-                exc,
-                extra={**fields, "action": "failed", "code": exc.code},
-            )
-            return entry(state, "failed", exc)
+            return failed(exc, state)
         finally:
             self._pulls_reserved[host] -= PULLS_PER_COPY
         stats = result.stats

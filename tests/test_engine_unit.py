@@ -1,0 +1,120 @@
+"""Engine behaviour that real registries do not show on demand, against in-memory fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import httpx
+
+from sync.config import parse_config
+from sync.engine import Engine, RunOptions
+from sync.registry import HostSettings, Registries
+from sync.report import Report
+from sync.retry import RetryPolicy
+from tests.fake_registry import FakeRegistry, build_image, route
+
+T = TypeVar("T")
+FAST = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.01, max_retry_after=1.0)
+SPENT = {"ratelimit-limit": "100;w=21600", "ratelimit-remaining": "0;w=21600"}
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(main)
+    finally:
+        gc.collect()
+
+
+def _sync(source: FakeRegistry, target: FakeRegistry, options: RunOptions) -> Report:
+    config = parse_config(
+        {
+            "images": [
+                {
+                    "name": "app",
+                    "upstream": f"{source.host}/istio/app",
+                    "target": f"{target.host}/sail-dev/app",
+                    "tags": ["1.0", "2.0"],
+                }
+            ]
+        }
+    )
+
+    async def main() -> Report:
+        registries = Registries(
+            lambda _host: HostSettings(), policy=FAST, transport=route(source, target)
+        )
+        async with registries:
+            return await Engine(config, registries).run(options)
+
+    return run(main())
+
+
+def _seeded() -> tuple[FakeRegistry, FakeRegistry]:
+    source = FakeRegistry("hub.test", ratelimit=(100, 50))
+    target = FakeRegistry("quay.test")
+    source.add_image("istio/app", build_image([b"layer one"]), tag="1.0")
+    source.add_image("istio/app", build_image([b"layer two"]), tag="2.0")
+    return source, target
+
+
+def test_a_429_with_a_spent_allowance_mid_copy_defers_the_tag_and_the_rest_without_retrying() -> (
+    None
+):
+    source, target = _seeded()
+    refusal = httpx.Response(429, headers=SPENT, text="<html><b>Too Many Requests</b></html>")
+    source.fail("GET", r"/manifests/", refusal)
+
+    report = _sync(source, target, RunOptions(concurrency=1))
+
+    tags = {t.tag: t for t in report.images[0].tags}
+    assert report.status == "partial", report.to_json(indent=2)
+    assert [tags[t].action for t in ("1.0", "2.0")] == ["deferred", "deferred"], report.to_json()
+    assert all(t.error and t.error.code == "PULL_BUDGET" for t in tags.values()), tags
+    first = min(tags.values(), key=lambda t: t.tag)
+    assert first.error is not None and "429" in first.error.message, first.error
+    gets = [r for r in source.requests if r.method == "GET" and "/manifests/" in r.path]
+    assert len(gets) == 1, f"the spent allowance was retried or spent again: {source.log}"
+    writes = [r for r in target.requests if r.method in {"PUT", "POST", "PATCH"}]
+    assert writes == [], f"nothing may be written for deferred tags: {target.log}"
+
+
+def test_a_429_from_an_upstream_without_pull_limits_fails_the_tag() -> None:
+    source, target = _seeded()
+    source.ratelimit = None
+    source.fail("GET", r"/manifests/", *[httpx.Response(429, text="slow down")] * 4)
+
+    report = _sync(source, target, RunOptions(concurrency=1))
+
+    actions = sorted((t.tag, t.action) for t in report.images[0].tags)
+    assert ("1.0", "failed") in actions or ("2.0", "failed") in actions, report.to_json()
+    assert report.status == "failed", report.to_json(indent=2)
+
+
+def test_the_pull_floor_counts_pulls_claimed_by_copies_under_way() -> None:
+    source, target = _seeded()
+    source.ratelimit = (100, 12)  # one copy may start (12 >= floor 9), not a second (12 - 4 < 9)
+
+    report = _sync(source, target, RunOptions(concurrency=2, pull_floor=9))
+
+    actions = sorted(t.action for t in report.images[0].tags)
+    assert actions == ["copied", "deferred"], report.to_json(indent=2)
+
+
+def test_a_hard_deadline_cuts_a_copy_off_and_the_report_still_comes() -> None:
+    source, target = _seeded()
+
+    async def stall(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "GET" and "/blobs/" in request.url.path:
+            await asyncio.sleep(5)
+        return None
+
+    source.hooks.append(stall)
+
+    report = _sync(source, target, RunOptions(hard_deadline=0.3))
+
+    assert {t.action for t in report.images[0].tags} == {"failed"}, report.to_json(indent=2)
+    assert {t.error.code for t in report.images[0].tags if t.error} == {"DEADLINE"}
+    assert target.tag_digest("sail-dev/app", "1.0") is None, "a cut-off copy was tagged"
