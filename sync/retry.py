@@ -145,7 +145,9 @@ async def send_with_retry(
             response = await http.send(request, stream=True, follow_redirects=follow_redirects)
             body = b""
             if method == "HEAD":
-                # No body, whatever Content-Length says (for a blob, its size).
+                # No body, whatever Content-Length says (for a blob, its size): nothing to read
+                # or cap; reading the empty body keeps the connection for the next request.
+                await response.aread()
                 await response.aclose()
             elif not stream or response.status_code >= 300:
                 try:

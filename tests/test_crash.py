@@ -203,6 +203,7 @@ def test_sigkill_mid_copy_leaves_only_whole_tags_and_a_rerun_converges(
                 if process.poll() is None:
                     killed_at.append(f"after {where}s")
                     os.kill(process.pid, signal.SIGKILL)
+                    proxy.add_rule(Invoke(_drop))
 
             timer = threading.Timer(where, kill_now)
             timer.start()
@@ -219,6 +220,9 @@ def test_sigkill_mid_copy_leaves_only_whole_tags_and_a_rerun_converges(
             f"{kind}={where}: the test did not test a crash"
         )
         assert killed_at
+        # Requests the dead client had sent whole may still be in the proxy's write delay:
+        # let them land (as they would at a real registry) before looking at the target.
+        time.sleep(3 * WRITE_DELAY)
 
         served = _assert_target_consistent(target)
         if kind != "delay":
