@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from sync.errors import ConfigError, InvalidReferenceError
-from sync.reference import Reference, api_host, parse_reference
+from sync.reference import Reference, api_host, is_registry_host, is_tag, parse_reference
 
 __all__ = [
     "CONFIG_ENV",
@@ -135,16 +135,10 @@ _Ref = Annotated[StrictStr | None, AfterValidator(_check_credential_ref)]
 # Field syntax
 
 _IMAGE_NAME = re.compile(r"[A-Za-z0-9._-]+")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_HOST_LABEL = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
-_REGISTRY_KEY = re.compile(
-    rf"(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{{1,5}}))?"
-)
 
 
 def _check_registry_key(key: str) -> str:
-    m = _REGISTRY_KEY.fullmatch(key)
-    if not m or (m["port"] is not None and not 0 < int(m["port"]) < 65536):
+    if not is_registry_host(key):
         raise _problem(
             f"invalid registry key {key!r}: want host or host:port, without scheme or path"
         )
@@ -303,7 +297,7 @@ class ImageConfig(BaseModel):
         found: list[_SubProblem] = []
         seen: set[str] = set()
         for i, tag in enumerate(tags):
-            if not _TAG.fullmatch(tag):
+            if not is_tag(tag):
                 found.append(
                     ((i,), f"invalid tag {tag!r} (letters, digits, '_', '.', '-'; at most 128)")
                 )

@@ -11,7 +11,15 @@ from dataclasses import dataclass, replace
 
 from sync.errors import InvalidReferenceError
 
-__all__ = ["DOCKER_HUB", "DOCKER_HUB_API_HOST", "Reference", "api_host", "parse_reference"]
+__all__ = [
+    "DOCKER_HUB",
+    "DOCKER_HUB_API_HOST",
+    "Reference",
+    "api_host",
+    "is_registry_host",
+    "is_tag",
+    "parse_reference",
+]
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
@@ -26,6 +34,17 @@ _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DIGEST = re.compile(r"(?P<alg>sha256|sha512):(?P<hex>[0-9a-f]+)")
 _DIGEST_HEX_LEN = {"sha256": 64, "sha512": 128}
 _MAX_NAME = 255
+
+
+def is_tag(text: str) -> bool:
+    """Tag syntax: letters, digits, `_`, `.`, `-`; not starting with `.` or `-`; ≤ 128."""
+    return bool(_TAG.fullmatch(text))
+
+
+def is_registry_host(text: str) -> bool:
+    """`host` or `host:port` (a DNS name, an IPv4 address or a bracketed IPv6 one)."""
+    m = _DOMAIN.fullmatch(text)
+    return m is not None and (m["port"] is None or 0 < int(m["port"]) < 65536)
 
 
 def api_host(registry: str) -> str:
@@ -60,7 +79,7 @@ class Reference:
         return self.tag or "latest"
 
     def with_tag(self, tag: str) -> Reference:
-        if not _TAG.fullmatch(tag):
+        if not is_tag(tag):
             raise InvalidReferenceError(f"invalid tag {tag!r}")
         return replace(self, tag=tag, digest=None)
 
@@ -107,7 +126,7 @@ def parse_reference(text: str, *, default_tag: str | None = None) -> Reference:
     colon = rest.rfind(":")
     if colon > slash:
         rest, tag = rest[:colon], rest[colon + 1 :]
-        if not _TAG.fullmatch(tag):
+        if not is_tag(tag):
             raise InvalidReferenceError(
                 f"{text!r}: invalid tag {tag!r} (letters, digits, '_', '.', '-'; at most 128)"
             )
@@ -116,8 +135,7 @@ def parse_reference(text: str, *, default_tag: str | None = None) -> Reference:
     first, _, remainder = rest.partition("/")
     if remainder and ("." in first or ":" in first or first == "localhost"):
         registry, path = first, remainder
-        m = _DOMAIN.fullmatch(registry)
-        if not m or (m["port"] is not None and not 0 < int(m["port"]) < 65536):
+        if not is_registry_host(registry):
             raise InvalidReferenceError(f"{text!r}: invalid registry host {registry!r}")
         registry = registry.lower()
     else:

@@ -378,15 +378,6 @@ class RegistryClient:
             )
         return stored
 
-    async def manifest_delete(self, repository: str, digest: str) -> None:
-        await self._request(
-            "DELETE",
-            self.api_url(f"{repository}/manifests/{digest}"),
-            scopes=[push_scope(repository)],
-            ok=[200, 202],
-            missing=[404],
-        )
-
     # -- blobs --------------------------------------------------------------------------------
 
     async def blob_head(

@@ -36,6 +36,7 @@ from sync.config import Config, load_config, resolve_config_path
 from sync.credentials import CredentialResolver
 from sync.engine import Engine, RunOptions, registries_for
 from sync.errors import ConfigError, ImageSyncError
+from sync.reference import is_tag
 from sync.report import Report
 
 __all__ = [
@@ -80,7 +81,6 @@ FIELDS = ("images", "tags", "dry_run", "discover")
 log = logging.getLogger("image_sync")
 
 # Docker's tag grammar: what a registry can hold at all.
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _TRUE, _FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
 _JSON_HEADERS: Mapping[str, str] = {"Cache-Control": "no-store"}
 
@@ -226,7 +226,7 @@ def _check_list(name: str, value: object, *, tags: bool) -> tuple[str, ...]:
             raise BadRequest(f"{name}[{i}]: expected a string, got {_show(item)}")
         if not item:
             raise BadRequest(f"{name}[{i}]: empty string")
-        if tags and not _TAG.fullmatch(item):
+        if tags and not is_tag(item):
             raise BadRequest(
                 f"{name}[{i}]: invalid tag {_clip(item)!r} (letters, digits, '_', '.', '-'; "
                 "at most 128; not starting with '.' or '-')"
