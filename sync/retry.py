@@ -91,27 +91,24 @@ class Reply:
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise RegistryError(
-            f"response of {declared} bytes is larger than the {limit} allowed",
+    def too_large(size: str) -> RegistryError:
+        return RegistryError(
+            f"response of {size} bytes is larger than the {limit} allowed",
             status=response.status_code,
             method=response.request.method,
             url=str(response.request.url),
             kind="RESPONSE_TOO_LARGE",
         )
+
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large(declared)
     chunks: list[bytes] = []
     total = 0
     async for chunk in response.aiter_bytes():
         total += len(chunk)
         if total > limit:
-            raise RegistryError(
-                f"response larger than the {limit} bytes allowed",
-                status=response.status_code,
-                method=response.request.method,
-                url=str(response.request.url),
-                kind="RESPONSE_TOO_LARGE",
-            )
+            raise too_large(f"more than {limit}")
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -16,6 +16,7 @@ from tests.bed import images
 from tests.bed.images import Image
 from tests.bed.rawclient import RawClient
 from tests.bed.registry import RegistryServer
+from tests.contract import ADDED_IMAGE_KEYS, IMAGE_KEYS, REPORT_KEYS, SUMMARY_KEYS, TAG_KEYS
 from tests.scenario import CliResult, Scenario, run_cli, seed, storage_snapshot, writes
 
 NAME = "examples-helloworld-v1"
@@ -52,40 +53,6 @@ def dead_port() -> Iterator[int]:
 
 
 # -- sync: report JSON and exit codes -------------------------------------------------------------
-
-REPORT_KEYS = {
-    "status",
-    "dry_run",
-    "started_at",
-    "duration_s",
-    "summary",
-    "images",
-    "rate_limit",
-}
-SUMMARY_KEYS = {
-    "tags",
-    "up_to_date",
-    "copied",
-    "failed",
-    "deferred",
-    "discovered",
-    "bytes_copied",
-}
-IMAGE_KEYS = {"name", "upstream", "target", "tags"}
-#: Fields this project added to the report (DESIGN.md: "More fields may be added").
-ADDED_IMAGE_KEYS = {"discovery_error"}
-TAG_KEYS = {
-    "tag",
-    "state",
-    "action",
-    "discovered",
-    "upstream_digest",
-    "target_digest",
-    "bytes_copied",
-    "blobs_copied",
-    "blobs_skipped",
-    "error",
-}
 
 
 def test_sync_json_prints_only_the_report_with_the_design_keys_and_logs_on_stderr(

@@ -32,6 +32,7 @@ from tests.bed import images
 from tests.bed.images import Image
 from tests.bed.rawclient import RawClient
 from tests.bed.registry import RegistryServer, start_registry
+from tests.contract import REPORT_KEYS, SUMMARY_KEYS, TAG_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "main.py"
@@ -40,20 +41,6 @@ SCHEDULER_HEADERS = {
     "User-Agent": "Google-Cloud-Scheduler",
     "X-CloudScheduler": "true",
     "X-CloudScheduler-JobName": "image-sync-daily",
-}
-REPORT_KEYS = {"status", "dry_run", "started_at", "duration_s", "summary", "images", "rate_limit"}
-SUMMARY_KEYS = {"tags", "up_to_date", "copied", "failed", "deferred", "discovered", "bytes_copied"}
-TAG_KEYS = {
-    "tag",
-    "state",
-    "action",
-    "discovered",
-    "upstream_digest",
-    "target_digest",
-    "bytes_copied",
-    "blobs_copied",
-    "blobs_skipped",
-    "error",
 }
 # Variables the function reads: the tests set what they need and nothing leaks in from outside.
 FUNCTION_ENV = (
