@@ -32,7 +32,7 @@ from sync.oci import Descriptor, Manifest, is_digest
 from sync.reference import Reference
 from sync.registry import BlobStream, RegistryClient, UploadSession
 
-__all__ = ["Copier", "CopyResult", "CopyStats"]
+__all__ = ["Copier", "CopyResult", "CopyStats", "settle"]
 
 T = TypeVar("T")
 
@@ -119,19 +119,19 @@ class Copier:
             # Read and check every missing child first, so an index with one uncopyable child
             # writes nothing at all.
             children = manifest.children()
-            present = await _settle(
+            present = await settle(
                 *(
                     dst.client.manifest_head(dst.repository, child.digest, for_write=True)
                     for child in children
                 )
             )
             missing = [child for child, info in zip(children, present, strict=True) if not info]
-            manifests = await _settle(
+            manifests = await settle(
                 *(self._source_manifest(src, child.digest) for child in missing)
             )
             for child_manifest in manifests:
                 _check_tree(child_manifest)
-            await _settle(
+            await settle(
                 *(
                     self._copy_child(src, dst, child, child_manifest, stats)
                     for child, child_manifest in zip(missing, manifests, strict=True)
@@ -140,7 +140,7 @@ class Copier:
         else:
             manifest.check_copyable()
             unique = {blob.digest: blob for blob in manifest.blobs()}
-            await _settle(*(self._copy_blob(src, dst, blob, stats) for blob in unique.values()))
+            await settle(*(self._copy_blob(src, dst, blob, stats) for blob in unique.values()))
 
     async def _source_manifest(self, src: _Side, reference: str) -> Manifest:
         """A source manifest; read once per run when asked by digest, even by concurrent
@@ -334,7 +334,7 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-async def _settle(*aws: Coroutine[Any, Any, T]) -> list[T]:
+async def settle(*aws: Coroutine[Any, Any, T]) -> list[T]:
     """Run all to the end, then raise the first failure, if any.
 
     Nothing is cancelled half-way: a sibling that fails does not leave transfers running

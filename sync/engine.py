@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from sync.auth import CredentialProvider, pull_scope
 from sync.config import Config, ImageConfig
-from sync.copy import Copier, CopyResult
+from sync.copy import Copier, CopyResult, settle
 from sync.errors import (
     AuthenticationError,
     DeadlineExceeded,
@@ -263,7 +263,9 @@ class Engine:
         upstream = self._client(image.upstream_ref.host)
         target = self._client(image.target_ref.host)
         try:
-            up, down = await asyncio.gather(
+            # Settled, not gathered: when one side fails, the other request must not be left
+            # running after the run has closed its clients.
+            up, down = await settle(
                 upstream.manifest_head(image.upstream_ref.repository, tag),
                 _target_head(target, image.target_ref.repository, tag),
             )
@@ -385,7 +387,7 @@ class Engine:
             tags, pattern=image.tag_regex, exclude=set(image.tags), limit=count
         )
         target = self._client(image.target_ref.host)
-        heads = await asyncio.gather(
+        heads = await settle(
             *(_target_head(target, image.target_ref.repository, tag) for tag in chosen)
         )
         return [
