@@ -16,6 +16,7 @@ __all__ = [
     "ConfigError",
     "CredentialError",
     "DeadlineExceeded",
+    "DispatchError",
     "ImageSyncError",
     "InvalidReferenceError",
     "ManifestError",
@@ -181,3 +182,14 @@ class DeadlineExceeded(ImageSyncError):
 
     code = "DEADLINE"
     temporary = True
+
+
+class DispatchError(ImageSyncError):
+    """A Cloud Task for an image could not be created (fan-out); `temporary` when a retry of the
+    dispatch may succeed."""
+
+    code = "DISPATCH_FAILED"
+
+    def __init__(self, message: str, *, temporary: bool) -> None:
+        super().__init__(message)
+        self.temporary = temporary

@@ -32,10 +32,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sync import fanout
 from sync.config import Config, load_config, resolve_config_path
 from sync.credentials import CredentialResolver
 from sync.engine import Engine, RunOptions, registries_for
 from sync.errors import ConfigError, ImageSyncError
+from sync.fanout import CloudTasksQueue, FanoutSettings
 from sync.reference import is_tag
 from sync.report import Report
 
@@ -62,6 +64,7 @@ __all__ = [
     "parse_body",
     "parse_query",
     "parse_request",
+    "run_budget_seconds",
     "run_once",
 ]
 
@@ -103,6 +106,23 @@ class Incoming:
     scheduler_job: str | None = None
     #: `X-Cloud-Trace-Context` or `traceparent`, to tie log lines to the request's trace.
     trace_header: str | None = None
+    #: `X-CloudScheduler-ScheduleTime`: the same on every retry of one scheduled run; it names
+    #: the tasks of a fan-out, so a retry creates none twice.
+    schedule_time: str | None = None
+    #: `X-CloudTasks-TaskName`: set when Cloud Tasks delivers a task (one image of a fan-out);
+    #: such a request never fans out again.
+    task_name: str | None = None
+    #: `X-CloudTasks-TaskRetryCount`, for log lines.
+    task_retry_count: str | None = None
+
+    @property
+    def trigger(self) -> str:
+        """`task`, `scheduler` or `manual`, for log lines (never for access decisions)."""
+        if self.task_name:
+            return "task"
+        if self.scheduler_job or self.schedule_time:
+            return "scheduler"
+        return "manual"
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,6 +430,10 @@ def handle(incoming: Incoming, env: Mapping[str, str] | None = None) -> Answer:
     context: dict[str, object] = {"run_id": run_id}
     if incoming.scheduler_job:
         context["scheduler_job"] = _clip(incoming.scheduler_job, 200)
+    if incoming.task_name:
+        context["task"] = _clip(incoming.task_name, 200)
+        if incoming.task_retry_count:
+            context["task_retry_count"] = _clip(incoming.task_retry_count, 10)
     context.update(_trace_fields(incoming.trace_header, env))
     with log_context(**context):
         try:
@@ -441,6 +465,7 @@ def _handle(incoming: Incoming, env: Mapping[str, str]) -> Answer:
     try:
         deadline = deadline_seconds(env)
         config = load_config(resolve_config_path(None, env))
+        fanout_settings = FanoutSettings.from_env(env)
     except ConfigError as exc:
         log.error(
             "invalid configuration: %s",
@@ -452,6 +477,8 @@ def _handle(incoming: Incoming, env: Mapping[str, str]) -> Answer:
         options = wanted.options(config, deadline)
     except BadRequest as exc:
         return _bad_request(exc)
+    if fanout_settings is not None and wanted.images is None and incoming.task_name is None:
+        return _dispatch(incoming, wanted, config, fanout_settings, env=env, deadline=deadline)
     log.info(
         "run starting%s",
         " (dry run)" if options.dry_run else "",
@@ -484,6 +511,71 @@ def _handle(incoming: Incoming, env: Mapping[str, str]) -> Answer:
         return error_answer(500, exc.code, exc.message)
     status = 500 if report.status == "failed" else 200
     return Answer(status, report.to_json(), dict(_JSON_HEADERS))
+
+
+def run_budget_seconds(deadline: float) -> float:
+    """How long a run may take, from start to answer: its budget, the hard-stop grace, and
+    the last-resort margin (1800 s with the default budget)."""
+    return deadline + HARD_STOP_GRACE_SECONDS + LAST_RESORT_SECONDS
+
+
+def _dispatch(
+    incoming: Incoming,
+    wanted: SyncRequest,
+    config: Config,
+    settings: FanoutSettings,
+    *,
+    env: Mapping[str, str],
+    deadline: float,
+) -> Answer:
+    """Fan-out: one Cloud Task per image instead of a run here; 200 when every task exists,
+    500 when some could not be created (Cloud Scheduler retries; the named tasks that exist
+    are not created twice)."""
+    units = fanout.plan(config, tags=wanted.tags, dry_run=wanted.dry_run, discover=wanted.discover)
+    log.info(
+        "dispatching %d tasks to %s%s",
+        len(units),
+        settings.queue,
+        " (dry run)" if wanted.dry_run else "",
+        extra={
+            "event": "dispatch_started",
+            "method": incoming.method,
+            "queue": settings.queue,
+            "tasks": len(units),
+            "schedule_time": _clip(incoming.schedule_time, 64) if incoming.schedule_time else None,
+        },
+    )
+    queue = CloudTasksQueue(settings.queue, env=env)
+    try:
+        result = fanout.dispatch(
+            units,
+            settings,
+            queue,
+            schedule_time=incoming.schedule_time,
+            dispatch_deadline_s=fanout.dispatch_deadline(run_budget_seconds(deadline)),
+            dry_run=wanted.dry_run,
+        )
+    finally:
+        queue.close()
+    counts = result.counts()
+    log.log(
+        logging.ERROR if result.errors else logging.INFO,
+        "dispatch %s: %d tasks created, %d already there, %d failed",
+        result.status,
+        counts["created"],
+        counts["already"],
+        counts["failed"],
+        extra={
+            "event": "summary",
+            "status": result.status,
+            "trigger": incoming.trigger,
+            "images": result.images,
+            "dispatch": counts,
+            "dry_run": wanted.dry_run,
+            "duration_s": round(result.duration_s, 3),
+        },
+    )
+    return Answer(500 if result.errors else 200, result.to_json(), dict(_JSON_HEADERS))
 
 
 def _bad_request(exc: BadRequest) -> Answer:
