@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TextIO
 
-from sync import __version__
+from sync import __version__, fanout
 from sync.config import Config, load_config, resolve_config_path
 from sync.credentials import CredentialResolver
 from sync.engine import Engine, RunOptions, registries_for
@@ -59,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("tag", nargs="?", help="only this tag (of IMAGE)")
     sync.add_argument("--dry-run", action="store_true", help="compare only; write nothing")
     sync.add_argument("--no-discover", action="store_true", help="configured tags only")
+    sync.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the tasks a fan-out would create, one per image; no network",
+    )
     sync.add_argument(
         "--deadline", type=_positive_float, metavar="SECONDS", help="start no copy after this"
     )
@@ -291,6 +296,8 @@ class _App:
         config = self.config()
         assert config is not None
         names = self._names(config, self.args.image)
+        if self.args.plan:
+            return self._plan(config, names)
         options = RunOptions(
             images=names,
             tags=(self.args.tag,) if self.args.tag else None,
@@ -300,6 +307,21 @@ class _App:
             pull_floor=self.args.pull_floor,
         )
         return _run(self.with_engine(config, lambda engine: self._report(engine, options)))
+
+    def _plan(self, config: Config, names: tuple[str, ...] | None) -> int:
+        units = fanout.plan(
+            config,
+            tags=(self.args.tag,) if self.args.tag else None,
+            dry_run=self.args.dry_run,
+            discover=not self.args.no_discover,
+        )
+        units = tuple(u for u in units if names is None or u.image in names)
+        if self.args.json:
+            self.emit_json([unit.to_dict() for unit in units])
+        else:
+            for unit in units:
+                self.out.write(f"{unit.image} {json.dumps(dict(unit.body))}\n")
+        return EXIT_OK
 
     async def _report(self, engine: Engine, options: RunOptions) -> int:
         report = await engine.run(options)
