@@ -32,10 +32,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from sync.config import Config
 from sync.errors import ConfigError, DispatchError
+
+if TYPE_CHECKING:
+    from sync.config import Config
 
 __all__ = [
     "DISPATCH_DEADLINE_MAX_SECONDS",
