@@ -40,7 +40,7 @@ from tests.bed import images
 from tests.bed.rawclient import RawClient
 from tests.bed.registry import RegistryServer, start_registry
 from tests.fake_cloud_tasks import FakeCloudTasks
-from tests.fanout_bed import QUEUE, function_server, scheduler_headers, write_config
+from tests.function_bed import QUEUE, function_server, scheduler_headers, write_config
 
 TAGS = ("1.0", "latest")
 

@@ -21,7 +21,7 @@ from tests.bed.images import Image
 from tests.bed.rawclient import RawClient
 from tests.bed.registry import RegistryServer, start_registry
 from tests.fake_cloud_tasks import FakeCloudTasks, FakeTask
-from tests.fanout_bed import (
+from tests.function_bed import (
     INVOKER,
     QUEUE,
     FunctionServer,

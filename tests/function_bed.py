@@ -1,6 +1,6 @@
-"""A fan-out test bed: registries, the function under functions-framework with fan-out configured,
-and the local Cloud Tasks server delivering the tasks back to it. Shared by the fan-out tests and
-the fan-out benchmark.
+"""The function in a real functions-framework server (gunicorn, as in production) on a free
+loopback port, for the tests and benchmarks that call it over HTTP; optionally with fan-out
+pointed at the local Cloud Tasks server, which delivers the tasks back to it.
 
 The function's own URL (`FANOUT_URL`, also the tasks' OIDC audience) is the server's loopback
 URL, so its port is chosen before the server starts.
