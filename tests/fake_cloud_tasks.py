@@ -36,6 +36,8 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from tests.fake_secret_manager import json_handler
+
 __all__ = ["Attempt", "FakeCloudTasks", "FakeTask", "read_token"]
 
 _CREATE_PATH = re.compile(r"/v2/(?P<queue>projects/[^/]+/locations/[^/]+/queues/[^/]+)/tasks")
@@ -358,29 +360,7 @@ class FakeCloudTasks:
         return response.status_code, response.content
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                status, answer = fake._create(self.command, self.path, body)
-                payload = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=UTF-8")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = _serve
-            do_POST = _serve
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        return Handler
+        return json_handler(lambda method, path, _, body: self._create(method, path, body))
 
 
 _STATUS = {
