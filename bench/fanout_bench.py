@@ -158,6 +158,7 @@ def _fanout(
         problems = verify_copies(
             target, [(f"sail-dev/{r.split('/')[1]}", t, d) for r, t, d in expected]
         )
+        created = len(tasks.tasks)
         failed = [t.name for t in tasks.tasks if t.state != "succeeded"]
         problems += [f"task did not succeed: {name}" for name in failed]
         start = time.monotonic()
@@ -168,7 +169,6 @@ def _fanout(
             raise SystemExit("the warm tasks did not finish within an hour")
         warm_s = time.monotonic() - start
         retried = sum(1 for t in tasks.tasks if len(t.attempts) > 1)
-        created = len(tasks.tasks)
     return Result(
         f"fan-out, {concurrency} at once",
         dispatch_s,
