@@ -15,9 +15,10 @@ Two ways an upstream keeps them, both followed:
   differs from upstream's on every run, which costs a manifest GET upstream each time.
 - The referrers API (`GET /v2/<name>/referrers/<digest>`), where the upstream implements it.
   It is asked only when the repository's tag list holds no fallback tag (a registry that has
-  the API gets none from conforming clients). Each referrer the target lacks is copied by
-  digest; when the target does not answer such a push with `OCI-Subject` (it has no referrers
-  API), its fallback index is made to list every referrer.
+  the API gets none from conforming clients); whether it is implemented is asked once per
+  registry host and run (one request, a 404 where it is not). Each referrer the target lacks
+  is copied by digest; when the target does not answer such a push with `OCI-Subject` (it has
+  no referrers API), its fallback index is made to list every referrer.
 
 What is walked, per mirrored tag: the tag's digest, the children of an index, and recursively
 the referrers found (a signature on an attestation), to `MAX_DEPTH` levels and `MAX_REFERRERS`
@@ -68,9 +69,9 @@ MAX_REFERRERS = 256
 
 _DIGEST_TAG = re.compile(r"sha256-(?P<hex>[0-9a-f]{64})(?:\.(?P<suffix>[A-Za-z0-9_.-]+))?")
 
-#: Decides, just before an upstream read, whether it may start (the run's time budget and pull
-#: allowance); returns why not, or None.
-Gate = Callable[[], ImageSyncError | None]
+#: Decides, just before an upstream request, whether it may start: the run's time budget, and
+#: the pull allowance when the request `pulls` (reads a manifest). Returns why not, or None.
+Gate = Callable[[bool], ImageSyncError | None]
 
 
 def digest_tag_subject(tag: str) -> str | None:
@@ -153,9 +154,10 @@ class Referrers:
         self._tag_lists: dict[tuple[str, str], asyncio.Future[list[str]]] = {}
         self._heads: dict[tuple[str, str, str, bool], asyncio.Future[ManifestInfo | None]] = {}
         self._target_reads: dict[tuple[str, str, str], asyncio.Future[Manifest]] = {}
-        self._api: dict[tuple[str, str], bool] = {}
+        #: Whether each upstream registry host implements the referrers API (asked once).
+        self._api: dict[str, asyncio.Future[bool]] = {}
         #: Digest tags or referrers being copied, by (target host, repository, tag or digest).
-        self._copies: dict[tuple[str, str, str], asyncio.Future[None]] = {}
+        self._copies: dict[tuple[str, str, str], asyncio.Future[bool]] = {}
 
     # -- shared, once per run ------------------------------------------------------------------
 
@@ -337,9 +339,10 @@ class Referrers:
 
     async def _copy_tag(
         self, job: ReferrerJob, tag: str, up: ManifestInfo, down: ManifestInfo | None
-    ) -> None:
-        """Copy one digest tag; a fallback index the target holds with extra entries is merged."""
-        refusal = job.gate()
+    ) -> bool:
+        """Copy one digest tag; a fallback index the target holds with extra entries is merged.
+        False when nothing needed pushing (the target's merged index is already complete)."""
+        refusal = job.gate(True)
         if refusal is not None:
             raise refusal
         source_ref = job.source_ref.with_tag(tag).with_digest(up.digest)
@@ -351,7 +354,7 @@ class Referrers:
             merged = _merge(ours, theirs)
             if merged is not ours:
                 if merged.digest == theirs.digest:
-                    return
+                    return False
                 log.warning(
                     "%s/%s:%s lists referrers upstream's index lacks; merged (this tag now "
                     "differs from upstream's and costs a manifest GET upstream on every run)",
@@ -367,14 +370,15 @@ class Referrers:
                     target_ref,
                     manifest=merged,
                 )
-                return
+                return True
         await self._copier.copy(job.source, source_ref, job.target, target_ref)
+        return True
 
     async def _once_copy(
-        self, job: ReferrerJob, key: str, work: Callable[[], Awaitable[None]]
+        self, job: ReferrerJob, key: str, work: Callable[[], Awaitable[bool]]
     ) -> bool:
         """Run `work` unless another tag's walk already did or is doing it (then wait for
-        that one). True when this call did it."""
+        that one). True when this call did it and it pushed something."""
         full = (job.target.host, job.target_repo, key)
         running = self._copies.get(full)
         if running is not None and not (running.done() and running.exception() is not None):
@@ -383,8 +387,7 @@ class Referrers:
         task = asyncio.ensure_future(work())
         task.add_done_callback(_retrieve)
         self._copies[full] = task
-        await asyncio.shield(task)
-        return True
+        return await asyncio.shield(task)
 
     async def _changed_elsewhere(
         self, job: ReferrerJob, by_subject: dict[str, list[str]], seen: set[str]
@@ -414,25 +417,24 @@ class Referrers:
     # -- the referrers API ---------------------------------------------------------------------
 
     async def _upstream_has_api(self, job: ReferrerJob, tags: list[str]) -> bool:
-        """Whether to ask the upstream's referrers API: not when the tag list shows the tag
-        schema in use (a fallback tag), else once per repository and run."""
-        key = (job.source.host, job.source_repo)
-        if key in self._api:
-            return self._api[key]
+        """Whether to ask the upstream's referrers API: not when the repository's tag list
+        shows the tag schema in use (a fallback tag); else whether the registry implements
+        it, asked once per registry host and run (a 404 means it does not)."""
         if any(_DIGEST_TAG.fullmatch(tag) and "." not in tag for tag in tags):
-            self._api[key] = False
             return False
-        refusal = job.gate()
+        refusal = job.gate(False)
         if refusal is not None:
             raise refusal
-        listed = await job.source.referrers_list(job.source_repo, job.digest)
-        self._api[key] = listed is not None
-        return listed is not None
+
+        async def probe() -> bool:
+            return await job.source.referrers_list(job.source_repo, job.digest) is not None
+
+        return await _once(self._api, job.source.host, probe)
 
     async def _api_referrers(self, walk: _Walk, subject: str) -> list[str]:
         job = walk.job
         try:
-            refusal = job.gate()
+            refusal = job.gate(False)
             if refusal is not None:
                 raise refusal
             listed = await job.source.referrers_list(job.source_repo, subject) or []
@@ -467,13 +469,14 @@ class Referrers:
                 walk.counts.would_copy += 1
                 return False
 
-            async def copy() -> None:
-                refusal = job.gate()
+            async def copy() -> bool:
+                refusal = job.gate(True)
                 if refusal is not None:
                     raise refusal
                 await self._copier.copy(
                     job.source, job.source_ref.with_digest(digest), job.target, job.target_ref
                 )
+                return True
 
             copied = await self._once_copy(job, digest, copy)
             walk.counts.copied += 1 if copied else 0
