@@ -413,8 +413,10 @@ class Engine:
                 and exc.code == "TOOMANYREQUESTS"
                 and f"//{host}/" in exc.url
             ):
-                if isinstance(exc, RegistryError) and upstream.rate_limit is not None:
-                    self._exhausted.add(host)
+                if isinstance(exc, RegistryError):
+                    if upstream.rate_limit is not None:
+                        self._exhausted.add(host)
+                    exc = PullBudgetExhausted(f"{host} refused the pull (429): {exc.message}")
                 log.warning("%s:%s referrers deferred: %s", image.name, work.tag, exc, extra=fields)
                 return outcome("deferred", exc, report.referrers)
             log.error(

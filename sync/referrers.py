@@ -156,6 +156,9 @@ class Referrers:
         self._target_reads: dict[tuple[str, str, str], asyncio.Future[Manifest]] = {}
         #: Whether each upstream registry host implements the referrers API (asked once).
         self._api: dict[str, asyncio.Future[bool]] = {}
+        #: Referrers API answers, by (host, repository, digest): None where not implemented.
+        self._listings: dict[tuple[str, str, str], asyncio.Future[list[dict[str, Any]] | None]]
+        self._listings = {}
         #: Digest tags or referrers being copied, by (target host, repository, tag or digest).
         self._copies: dict[tuple[str, str, str], asyncio.Future[bool]] = {}
 
@@ -185,6 +188,12 @@ class Referrers:
         key = (job.target.host, job.target_repo, reference)
         return await _once(
             self._target_reads, key, lambda: job.target.manifest_get(job.target_repo, reference)
+        )
+
+    async def _listing(self, job: ReferrerJob, digest: str) -> list[dict[str, Any]] | None:
+        key = (job.source.host, job.source_repo, digest)
+        return await _once(
+            self._listings, key, lambda: job.source.referrers_list(job.source_repo, digest)
         )
 
     # -- one tag -------------------------------------------------------------------------------
@@ -427,7 +436,7 @@ class Referrers:
             raise refusal
 
         async def probe() -> bool:
-            return await job.source.referrers_list(job.source_repo, job.digest) is not None
+            return await self._listing(job, job.digest) is not None
 
         return await _once(self._api, job.source.host, probe)
 
@@ -437,7 +446,7 @@ class Referrers:
             refusal = job.gate(False)
             if refusal is not None:
                 raise refusal
-            listed = await job.source.referrers_list(job.source_repo, subject) or []
+            listed = await self._listing(job, subject) or []
         except ImageSyncError as exc:
             if _stops_the_tag(exc, job):
                 raise
