@@ -243,3 +243,22 @@ def test_referrers_off_copies_the_images_alone(scenario: Scenario) -> None:
         assert sorted(raw.tags(TARGET_REPO)) == sorted(signed.tags)
     listing = [r for r in scenario.upstream.requests() if "/tags/list" in r.path]
     assert not listing, f"referrers off, yet tags were listed:\n{_show(listing)}"
+
+
+def test_discovered_tags_bring_their_referrers_and_the_discovery_list_is_reused(
+    scenario: Scenario,
+) -> None:
+    signed = _signed_upstream(scenario.upstream)
+    scenario.add_image(NAME, ["latest"], check_new_tags=True, max_tags_to_check=5)
+    scenario.clear_requests()
+
+    report = scenario.run()
+
+    tags = tag_reports(report)
+    assert sorted(tag for _, tag in tags) == ["1.0", "latest"], (
+        f"digest tags must never be discovered as versions: {sorted(tags)}"
+    )
+    assert tags[(NAME, "1.0")].discovered and tags[(NAME, "1.0")].referrers.copied == 4
+    listing = [r for r in scenario.upstream.requests() if "/tags/list" in r.path]
+    assert len(listing) == 1, f"discovery's tag list must be reused:\n{_show(listing)}"
+    _assert_on_target(scenario, signed, report)
