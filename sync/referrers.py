@@ -291,7 +291,12 @@ class Referrers:
             found = walk.done[tag]
             if tag in walk.unread_fallbacks and walk.read_target:
                 walk.unread_fallbacks.discard(tag)
-                found = found + _entries(await self._target_manifest(job, tag))
+                try:
+                    found = found + _entries(await self._target_manifest(job, tag))
+                except ImageSyncError as exc:
+                    if _stops_the_tag(exc, job):
+                        raise
+                    _fail(walk.counts, exc, 1)
             return found
         walk.done[tag] = []
         if not self._count(walk):

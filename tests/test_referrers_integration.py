@@ -262,3 +262,20 @@ def test_discovered_tags_bring_their_referrers_and_the_discovery_list_is_reused(
     listing = [r for r in scenario.upstream.requests() if "/tags/list" in r.path]
     assert len(listing) == 1, f"discovery's tag list must be reused:\n{_show(listing)}"
     _assert_on_target(scenario, signed, report)
+
+
+def test_status_exits_4_when_only_referrers_are_missing_on_the_target(scenario: Scenario) -> None:
+    signed = _signed_upstream(scenario.upstream)
+    seed(scenario.target, TARGET_REPO, signed.tags)  # the images, without their referrers
+    scenario.add_image(NAME, list(signed.tags))
+    scenario.clear_requests()
+
+    result = scenario.cli("status")
+
+    assert result.returncode == 4, result.describe()
+    # Without reading upstream (no pulls in `status`), the referrer listed in latest's fallback
+    # index, and what refers to it, stay unknown until a sync copies that index.
+    for tag, count in {"1.0": 4, "latest": 2}.items():
+        line = next(x for x in result.stdout.splitlines() if f" {tag} " in f" {x} ")
+        assert "up_to_date" in line and f"referrers: {count} would copy" in line, line
+    assert not writes(scenario.target.requests()), "status wrote to the target"
