@@ -45,6 +45,8 @@ REQUIRED_APIS = {
     "cloudfunctions.googleapis.com",
     "cloudscheduler.googleapis.com",
     "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
@@ -257,10 +259,14 @@ def repo_copy(tmp_path: Path) -> Path:
         ".venv-checkov/lib/decoy.py",
         "infra/build/old.zip",
         "notes.txt",
+        "sync/NOTES.md",
+        "sync/data/blob.bin",
     ]
     for decoy in decoys:
         (root / decoy).parent.mkdir(parents=True, exist_ok=True)
         (root / decoy).write_text("decoy\n", encoding="utf-8")
+    # A stray binary file under sync/ would fail the plan if it were zipped (file() wants UTF-8).
+    (root / "sync" / "data" / "blob.bin").write_bytes(b"\xff\xfe\x00binary")
     return root
 
 
@@ -545,19 +551,15 @@ def test_archive_is_built_from_the_explicit_source_list() -> None:
         f"the archive should iterate local.source_files, iterates {source.get('for_each')!r}"
     )
     listed = str(tf.locals.get("source_files"))
-    for required in ("main.py", "requirements.txt", "sync/**"):
+    for required in ("main.py", "requirements.txt", "sync/**/*.py", "sync/py.typed"):
         assert required in listed, f"local.source_files should include {required}: {listed!r}"
 
 
 @needs_terraform
 def test_source_files_local_lists_only_function_sources(repo_copy: Path) -> None:
     got = console_json(repo_copy / "infra", "source_files")
-    want = {"main.py", "requirements.txt", CONFIG_PATH.name} | {
-        path.relative_to(REPO).as_posix()
-        for path in (REPO / "sync").rglob("*")
-        if path.is_file()
-        and "__pycache__" not in path.parts
-        and path.suffix not in (".pyc", ".pyo")
+    want = {"main.py", "requirements.txt", CONFIG_PATH.name, "sync/py.typed"} | {
+        path.relative_to(REPO).as_posix() for path in (REPO / "sync").rglob("*.py")
     }
     assert set(got) == want, (
         f"the zip would ship unexpected files {sorted(set(got) - want)} "
