@@ -45,7 +45,7 @@ resource "time_sleep" "apis" {
     services = join(",", sort(tolist(local.services)))
   }
 
-  depends_on = [time_sleep.apis]
+  depends_on = [google_project_service.services]
 }
 
 data "google_project" "this" {
