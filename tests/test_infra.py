@@ -1139,3 +1139,19 @@ def test_the_run_metric_matches_the_summary_line_a_real_run_writes(
     assert condition.get("threshold_value") == 0 and condition.get("comparison") == "COMPARISON_GT"
     for field in aggregation.get("group_by_fields", []):
         assert field.removeprefix("metric.label.") in extractors, field
+
+
+# --- README ----------------------------------------------------------------------------------
+
+
+def readme_table_names(heading: str) -> set[str]:
+    """The backquoted first cells of the table under `## heading` in infra/README.md."""
+    text = (INFRA / "README.md").read_text(encoding="utf-8")
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([a-z_]+)` \|", section, re.MULTILINE))
+
+
+def test_the_readme_tables_list_every_input_and_output() -> None:
+    tf = terraform()
+    assert readme_table_names("Inputs") == set(tf.variables), "README Inputs vs variables.tf"
+    assert readme_table_names("Outputs") == set(tf.outputs), "README Outputs vs outputs.tf"
