@@ -546,7 +546,7 @@ def _handle(incoming: Incoming, env: Mapping[str, str], outcome: _Outcome) -> An
         wanted = parse_request(incoming)
     except BadRequest as exc:
         return _bad_request(exc)
-    outcome.images, outcome.dry_run = wanted.images or (), wanted.dry_run
+    outcome.dry_run = wanted.dry_run
     try:
         deadline = deadline_seconds(env)
         config = load_config(resolve_config_path(None, env))
@@ -561,6 +561,7 @@ def _handle(incoming: Incoming, env: Mapping[str, str], outcome: _Outcome) -> An
         options = wanted.options(config, deadline)
     except BadRequest as exc:
         return _bad_request(exc)
+    # The images the run covers, once they are known to be configured ones.
     outcome.images = options.images if options.images is not None else config.image_names
     log.info(
         "run starting%s",
