@@ -154,8 +154,9 @@ resource "google_monitoring_alert_policy" "run_failed" {
   }
 }
 
-# No summary line at all for 26 h: the scheduler job is paused or broken, the function fails
-# before it can log (a broken deployment, a crash at import), or it was never deployed right.
+# No run summary at all for 26 h (a request refused by hand, status "rejected", is not a run):
+# the scheduler job is paused or broken, the function fails before it can log (a broken
+# deployment, a crash at import), or it was never deployed right.
 #
 # Why PromQL: a metric-absence condition (condition_absent) looks back at most 23.5 h, less than
 # the 24 h between two daily runs, so it would fire every day shortly before the next run. A
@@ -173,7 +174,7 @@ resource "google_monitoring_alert_policy" "no_run" {
   conditions {
     display_name = "no summary line in 26 h"
     condition_prometheus_query_language {
-      query               = "absent_over_time(${local.runs_promql}{${local.runs_of}}[26h])"
+      query               = "absent_over_time(${local.runs_promql}{${local.runs_of},status!=\"rejected\"}[26h])"
       duration            = "0s"
       evaluation_interval = "300s"
       # The metric has no data until the first run is logged; create the policy anyway.

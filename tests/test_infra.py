@@ -988,7 +988,9 @@ def test_the_no_run_alert_looks_back_26_hours_with_promql() -> None:
     policy = policy_with("condition_prometheus_query_language", "absent_over_time")
     condition = condition_of(policy, "condition_prometheus_query_language")
     query = promql_metric(tf, str(condition["query"]))
-    assert query == 'absent_over_time(RUNS{monitored_resource="cloud_run_revision"}[26h])', query
+    assert query == (
+        'absent_over_time(RUNS{monitored_resource="cloud_run_revision",status!="rejected"}[26h])'
+    ), query
     assert condition.get("disable_metric_validation") is True, "the metric is empty until a run"
     for name, body in alert_policies().items():
         for cond in body.get("conditions", []):
