@@ -179,7 +179,7 @@ class Engine:
             s.discovered,
             s.bytes_copied,
             report.duration_s,
-            extra={"event": "summary", "status": report.status, "summary": s.model_dump()},
+            extra={"event": "run_finished", "status": report.status, "summary": s.model_dump()},
         )
         return report
 
