@@ -32,7 +32,7 @@ from tests.bed import images
 from tests.bed.images import Image
 from tests.bed.rawclient import RawClient
 from tests.bed.registry import RegistryServer, start_registry
-from tests.contract import REPORT_KEYS, SUMMARY_KEYS, TAG_KEYS
+from tests.contract import ADDED_SUMMARY_KEYS, REPORT_KEYS, SUMMARY_KEYS, TAG_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "main.py"
@@ -159,7 +159,7 @@ def summary_line(output: str) -> dict[str, Any]:
     assert len(summaries) == 1, f"expected one summary line, got {len(summaries)}: {lines}"
     (line,) = summaries
     assert set(line) >= SUMMARY_LINE_KEYS, f"summary line lacks {SUMMARY_LINE_KEYS - set(line)}"
-    assert set(line["summary"]) == SUMMARY_KEYS, line["summary"]
+    assert set(line["summary"]) == SUMMARY_KEYS | ADDED_SUMMARY_KEYS, line["summary"]
     assert {entry["run_id"] for entry in lines} == {line["run_id"]}, "one run_id per request"
     return line
 
