@@ -41,6 +41,10 @@ pytestmark = pytest.mark.skipif(
             ],
         ),
         (
+            "referrers_bench.py",
+            ["Requests each registry answered in one warm run", "signed, referrers on"],
+        ),
+        (
             "fanout_bench.py",
             [
                 "Fan-out: 4 images x 2 multi-platform tags, cold then warm",
