@@ -531,6 +531,20 @@ def log_summary(
     if len(names) == 1:
         fields["image"] = names[0]
     level = {"ok": logging.INFO, "partial": logging.WARNING, "rejected": logging.WARNING}
+    if dispatch is not None:
+        done = dispatch.counts()
+        log.log(
+            level.get(status, logging.ERROR),
+            "summary: dispatch %s (%s): %d tasks, %d created, %d already there, %d failed",
+            status,
+            trigger,
+            done["tasks"],
+            done["created"],
+            done["already"],
+            done["failed"],
+            extra=fields,
+        )
+        return
     log.log(
         level.get(status, logging.ERROR),
         "summary: %s (%s, %s): %d tags, %d up to date, %d copied, %d failed, %d deferred",

@@ -202,5 +202,7 @@ def test_the_dispatch_and_every_task_run_write_their_own_summary_line(run: Run) 
     task_runs = [line for line in summaries if "dispatch" not in line]
     assert len(task_runs) == IMAGES + ATTEMPTS, "one summary per delivery"
     assert all(line.get("task") for line in task_runs), "a task run's lines name its task"
+    assert {line["trigger"] for line in task_runs} == {"task"}
+    assert sorted({line["image"] for line in task_runs}) == sorted([*run.upstream, BROKEN])
     failed = [line for line in task_runs if line["status"] == "failed"]
     assert len(failed) == ATTEMPTS

@@ -1,9 +1,11 @@
 """Static checks of the fan-out in infra/ (tasks.tf): the queue and its limits, IAM scoped to the
-queue and to the invoker account, the function's capacity and environment. Parsed with
-python-hcl2; nothing talks to Google Cloud."""
+queue and to the invoker account, the function's capacity and environment, and that a failed
+dispatch's summary line is one the failure alert counts. Parsed with python-hcl2; nothing talks
+to Google Cloud (the dispatch goes to the local Cloud Tasks server)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,16 @@ import hcl2
 import pytest
 from hcl2 import SerializationOptions
 
-from sync import fanout
+from sync import fanout, service
+from tests.fake_cloud_tasks import FakeCloudTasks
+from tests.test_infra import (
+    condition_of,
+    filter_clauses,
+    metric_filter,
+    policy_with,
+    run_metric,
+    terraform,
+)
 
 INFRA = Path(__file__).resolve().parent.parent / "infra"
 OPTIONS = SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
@@ -134,3 +145,52 @@ def test_the_url_override_must_be_an_https_url(value: str) -> None:
     pattern = match.group(1).replace("\\\\", "\\")
     assert value == "" or re.search(pattern, value)
     assert not re.search(pattern, "http://plain.example/")
+
+
+def test_a_failed_dispatch_writes_a_summary_line_the_failure_alert_counts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(
+        json.dumps(
+            {
+                "images": [
+                    {
+                        "name": "a",
+                        "upstream": "docker.io/x/a",
+                        "target": "quay.io/y/a",
+                        "tags": ["1"],
+                    }
+                ]
+            }
+        )
+    )
+    queue = "projects/p-123/locations/europe-west1/queues/image-sync-images"
+    with FakeCloudTasks(queues=[queue], max_concurrent=0) as tasks:
+        tasks.fail_creates(403)
+        env = {
+            "IMAGE_SYNC_CONFIG": str(path),
+            fanout.QUEUE_ENV: queue,
+            fanout.URL_ENV: "https://europe-west1-p-123.cloudfunctions.net/image-sync",
+            fanout.SERVICE_ACCOUNT_ENV: "invoker@p-123.iam.gserviceaccount.com",
+            fanout.ENDPOINT_ENV: tasks.endpoint,
+        }
+        incoming = service.Incoming(method="POST", scheduler_job="image-sync-schedule")
+        assert service.handle(incoming, env).status == 500
+    lines = [json.loads(text) for text in capsys.readouterr().out.splitlines() if text.strip()]
+    (line,) = [line for line in lines if line.get("event") == "summary"]
+    assert line["dispatch"]["failed"] == 1 and line["code"] == "DISPATCH_FAILED", line
+
+    _, metric = run_metric()
+    clauses = metric_filter(terraform(), metric)
+    for key, value in clauses.items():
+        if key.startswith("jsonPayload."):
+            assert line.get(key.removeprefix("jsonPayload.")) == value, (key, line)
+    extractors = metric.get("label_extractors") or {}
+    policy = policy_with("condition_threshold", 'metric.label.status="failed"')
+    condition = filter_clauses(str(condition_of(policy, "condition_threshold")["filter"]))
+    for key, value in condition.items():
+        if key.startswith("metric.label."):
+            field = str(extractors[key.removeprefix("metric.label.")])
+            field = field.removeprefix("EXTRACT(jsonPayload.").removesuffix(")")
+            assert line[field] == value, f"the failure alert misses a failed dispatch: {line}"
