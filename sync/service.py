@@ -30,14 +30,19 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sync.config import Config, load_config, resolve_config_path
-from sync.credentials import CredentialResolver
-from sync.engine import Engine, RunOptions, registries_for
 from sync.errors import ConfigError, ImageSyncError
 from sync.reference import is_tag
-from sync.report import Report
+
+if TYPE_CHECKING:
+    from sync.config import Config
+    from sync.engine import RunOptions
+    from sync.report import Report
+
+# The config (pydantic), the engine and its HTTP stack are imported by the first request that
+# runs, not by `import main`: the instance starts serving sooner, and a refused request never
+# loads them.
 
 __all__ = [
     "ALLOWED_METHODS",
@@ -183,6 +188,8 @@ class SyncRequest:
                     f"tags: {_names(stray)} not a configured tag of the selected images, and "
                     "tag discovery is off for them"
                 )
+        from sync.engine import RunOptions  # noqa: PLC0415
+
         return RunOptions(
             images=self.images,
             tags=self.tags,
@@ -386,6 +393,9 @@ async def run_once(
 ) -> Report:
     """One engine run with its own credential resolver (secrets read once, closed at the end)
     and registry clients; RunTimeout when it is still going after `hard_timeout` seconds."""
+    from sync.credentials import CredentialResolver  # noqa: PLC0415
+    from sync.engine import Engine, registries_for  # noqa: PLC0415
+
     credentials = CredentialResolver(config, env=env)
     try:
         async with registries_for(config, credentials) as registries:
@@ -438,6 +448,8 @@ def _handle(incoming: Incoming, env: Mapping[str, str]) -> Answer:
         wanted = parse_request(incoming)
     except BadRequest as exc:
         return _bad_request(exc)
+    from sync.config import load_config, resolve_config_path  # noqa: PLC0415
+
     try:
         deadline = deadline_seconds(env)
         config = load_config(resolve_config_path(None, env))
