@@ -8,8 +8,10 @@ retry may help. No config, no credential storage here: both come in as values an
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -174,6 +176,13 @@ class HostSettings:
     credentials: CredentialProvider | None = None
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One verifying TLS context for every client: loading the CA bundle costs about 15 ms of
+    CPU and 1.5 MiB per context."""
+    return httpx.create_ssl_context()
+
+
 class RegistryClient:
     """The registry API of one host. Methods are named noun first: manifest_*, blob_*, tag_*."""
 
@@ -192,7 +201,7 @@ class RegistryClient:
         self.policy = policy or RetryPolicy()
         self._http = httpx.AsyncClient(
             transport=transport,
-            verify=True,
+            verify=_tls_context(),
             timeout=httpx.Timeout(timeout, connect=15.0),
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
             headers={"User-Agent": USER_AGENT},
