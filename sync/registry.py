@@ -37,15 +37,17 @@ __all__ = [
 ]
 
 USER_AGENT = "image-sync/0.1 (+httpx)"
-#: Blob bytes are hashed, counted and uploaded in pieces of this size.
-BLOB_CHUNK = 256 * 1024
+#: Blob bytes are hashed, counted and uploaded in pieces of at least this size (the last one of
+#: a blob may be shorter). Every blob streaming at once holds about three such pieces (being
+#: read, being sent, the last one held back): larger pieces save little CPU and cost memory.
+BLOB_CHUNK = 128 * 1024
 
-# httpcore asks the socket for at most 64 KiB per read, and anyio splits (copies) every larger
-# piece asyncio received (up to 256 KiB per recv) to fit: a blob then costs one trip through
-# anyio, httpcore and h11 per 64 KiB. Reading what asyncio has in one go cuts the CPU a copy
-# spends per byte by about a sixth. (A class attribute httpcore reads per connection; the one
-# process-wide setting it has.)
-httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = 256 * 1024
+# httpcore asks the socket for at most 64 KiB per read, and anyio splits (copies) each larger
+# piece asyncio received (up to 256 KiB per recv) to fit, so a blob costs a trip through anyio,
+# httpcore and h11 per 64 KiB and extra copies. Reading up to BLOB_CHUNK at a time cuts the
+# CPU a copy spends per byte by about a sixth. (A class attribute httpcore reads for every
+# connection: the one setting it offers.)
+httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = BLOB_CHUNK
 TAG_PAGE_SIZE = 1000
 MAX_TAG_PAGES = 1000
 
@@ -137,9 +139,9 @@ class BlobStream:
         # Raw: a blob is the stored bytes. A `Content-Encoding` some CDNs attach to a stored
         # .tar.gz must not be undone, or the bytes no longer hash to the digest.
         if not self._response.is_stream_consumed:
-            # The socket's reads (tens of KiB each) are gathered into one piece per BLOB_CHUNK
-            # with a single join: hashing, progress and the upload then work per piece, not per
-            # read. (httpx's own `aiter_raw(chunk_size)` copies every byte three times.)
+            # The socket's reads (often a few tens of KiB each) are gathered into pieces of
+            # BLOB_CHUNK with one join: hashing, progress and the upload then work per piece,
+            # not per read. (httpx's `aiter_raw(chunk_size)` copies every byte three times.)
             received = 0
             pending: list[bytes] = []
             pending_size = 0
