@@ -27,7 +27,7 @@ from sync.errors import (
     UpstreamMissingError,
 )
 from sync.reference import Reference
-from sync.registry import HostSettings, ManifestInfo, Registries, RegistryClient
+from sync.registry import MAX_CONNECTIONS, HostSettings, ManifestInfo, Registries, RegistryClient
 from sync.report import (
     ErrorInfo,
     ImageReport,
@@ -68,7 +68,7 @@ class RunOptions:
 #: Tags compared at once per upstream host (a manifest HEAD on each side; no pulls): as many as
 #: a registry client keeps connections, so a warm run costs a few rounds of HEADs, not one
 #: round per `RunOptions.concurrency` tags. Copies are bounded by `concurrency`.
-COMPARE_CONCURRENCY = 32
+COMPARE_CONCURRENCY = MAX_CONNECTIONS
 
 #: Docker Hub pulls one copy is assumed to spend while it runs (index + children), reserved
 #: against the announced allowance so that concurrent copies don't overspend it together.
