@@ -118,12 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     # Wall and import times are the best of the runs (what the code costs when nothing else
     # competes for the CPU; the way `timeit` reports); CPU times are medians.
     rows: list[list[object]] = []
-    labels = {
-        "version": ("`python -m sync --version` wall ms, best", min, 1000.0),
+    best: Callable[[list[float]], float] = min
+    labels: dict[str, tuple[str, Callable[[list[float]], float], float]] = {
+        "version": ("`python -m sync --version` wall ms, best", best, 1000.0),
         "version_cpu": ("`python -m sync --version` CPU ms, median", median, 1000.0),
-        "cli": ("import sync.cli ms, best", min, 1000.0),
-        "main": ("import main ms, best", min, 1000.0),
-        "web": ("  of which flask + functions_framework ms", min, 1000.0),
+        "cli": ("import sync.cli ms, best", best, 1000.0),
+        "main": ("import main ms, best", best, 1000.0),
+        "web": ("  of which flask + functions_framework ms", best, 1000.0),
         "main_cpu": ("`python -c 'import main'` CPU ms, median", median, 1000.0),
         "rss": ("peak RSS after a sync run's imports MiB", median, 1.0),
     }
