@@ -43,6 +43,10 @@ pytestmark = pytest.mark.skipif(
             ],
         ),
         ("startup_bench.py", ["Start-up", "import main ms", "`python -m sync --version` wall"]),
+        (
+            "referrers_bench.py",
+            ["Requests each registry answered in one warm run", "signed, referrers on"],
+        ),
     ],
 )
 def test_bench_script_prints_its_tables_in_quick_mode(script: str, headings: list[str]) -> None:
