@@ -41,6 +41,7 @@ demo: setup
 	$(PY) -m demo
 
 bench: setup
+	$(PY) bench/startup_bench.py
 	$(PY) bench/copy_bench.py
 	$(PY) bench/sync_bench.py
 

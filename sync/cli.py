@@ -7,22 +7,25 @@ Exit codes: 0 success; 1 a failure (a failed sync, a tag not up to date, a regis
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from sync import __version__, fanout
-from sync.config import Config, load_config, resolve_config_path
-from sync.credentials import CredentialResolver
-from sync.engine import Engine, RunOptions, registries_for
+from sync import __version__
 from sync.errors import ConfigError, ImageSyncError
 from sync.reference import parse_reference
-from sync.report import Report
+
+if TYPE_CHECKING:
+    from sync.config import Config
+    from sync.engine import Engine, RunOptions
+    from sync.report import Report
+
+# The config (pydantic), the engine, asyncio and the HTTP stack are imported by the commands
+# that use them, not here: `--version` and `--help` start in a fraction of the time.
 
 __all__ = ["main"]
 
@@ -197,6 +200,8 @@ class _Progress:
 
 
 def _run(coro: Coroutine[Any, Any, int]) -> int:
+    import asyncio  # noqa: PLC0415
+
     return asyncio.run(coro)
 
 
@@ -207,6 +212,8 @@ class _App:
         self.out = out
 
     def config(self, *, required: bool = True) -> Config | None:
+        from sync.config import load_config, resolve_config_path  # noqa: PLC0415
+
         path = resolve_config_path(self.args.config, self.env)
         if not required and self.args.config is None and not path.exists():
             return None
@@ -216,6 +223,9 @@ class _App:
         self.out.write(json.dumps(value, indent=2) + "\n")
 
     async def with_engine(self, config: Config, body: Callable[[Engine], Any]) -> int:
+        from sync.credentials import CredentialResolver  # noqa: PLC0415
+        from sync.engine import Engine, registries_for  # noqa: PLC0415
+
         credentials = CredentialResolver(config, env=self.env)
         progress = _Progress(sys.stderr) if sys.stderr.isatty() and not self.args.quiet else None
         try:
@@ -230,6 +240,8 @@ class _App:
 
     # validate ----------------------------------------------------------------------------
     def validate(self) -> int:
+        from sync.config import load_config, resolve_config_path  # noqa: PLC0415
+
         path = resolve_config_path(self.args.config, self.env)
         try:
             config = load_config(path)
@@ -300,6 +312,8 @@ class _App:
     def status(self) -> int:
         config = self.config()
         assert config is not None
+        from sync.engine import RunOptions  # noqa: PLC0415
+
         options = RunOptions(images=self._names(config, self.args.image), compare_only=True)
         return _run(self.with_engine(config, lambda engine: self._report(engine, options)))
 
@@ -309,6 +323,8 @@ class _App:
         names = self._names(config, self.args.image)
         if self.args.plan:
             return self._plan(config, names)
+        from sync.engine import RunOptions  # noqa: PLC0415
+
         options = RunOptions(
             images=names,
             tags=(self.args.tag,) if self.args.tag else None,
@@ -320,6 +336,8 @@ class _App:
         return _run(self.with_engine(config, lambda engine: self._report(engine, options)))
 
     def _plan(self, config: Config, names: tuple[str, ...] | None) -> int:
+        from sync import fanout  # noqa: PLC0415
+
         units = fanout.plan(
             config,
             tags=(self.args.tag,) if self.args.tag else None,
@@ -378,6 +396,8 @@ class _App:
 
     # check-deps ----------------------------------------------------------------------------
     def check_deps(self) -> int:
+        from sync.config import load_config, resolve_config_path  # noqa: PLC0415
+
         path = resolve_config_path(self.args.config, self.env)
         results: list[dict[str, object]] = []
         try:
@@ -386,6 +406,8 @@ class _App:
         except ConfigError as exc:
             results.append({"check": "config", "ok": False, "detail": str(exc)})
             return self._deps_out(results)
+
+        import asyncio  # noqa: PLC0415
 
         async def body(engine: Engine) -> int:
             checks: dict[tuple[str, str], bool] = {}
@@ -427,6 +449,8 @@ class _App:
             raise UsageError(str(exc)) from None
         if destination.tag is None and destination.digest is None:
             destination = destination.with_tag(source.tag) if source.tag else destination
+        from sync.config import Config  # noqa: PLC0415
+
         config = self.config(required=False) or Config(images=())
 
         async def body(engine: Engine) -> int:

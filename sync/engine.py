@@ -28,7 +28,7 @@ from sync.errors import (
 )
 from sync.reference import Reference
 from sync.referrers import ReferrerJob, Referrers
-from sync.registry import HostSettings, ManifestInfo, Registries, RegistryClient
+from sync.registry import MAX_CONNECTIONS, HostSettings, ManifestInfo, Registries, RegistryClient
 from sync.report import (
     ErrorInfo,
     ImageReport,
@@ -63,8 +63,14 @@ class RunOptions:
     #: with DEADLINE, so the report is still complete); None: never.
     hard_deadline: float | None = None
     pull_floor: int = 10
+    #: Copies under way at once per upstream host.
     concurrency: int = 8
 
+
+#: Tags compared at once per upstream host (a manifest HEAD on each side; no pulls): as many as
+#: a registry client keeps connections, so a warm run costs a few rounds of HEADs, not one
+#: round per `RunOptions.concurrency` tags. Copies are bounded by `concurrency`.
+COMPARE_CONCURRENCY = MAX_CONNECTIONS
 
 #: Docker Hub pulls one copy is assumed to spend while it runs (index + children), reserved
 #: against the announced allowance so that concurrent copies don't overspend it together.
@@ -114,6 +120,7 @@ class Engine:
         hard = clock0 + options.hard_deadline if options.hard_deadline is not None else None
         images = self._select_images(options.images)
         slots: dict[str, asyncio.Semaphore] = {}
+        copy_slots: dict[str, asyncio.Semaphore] = {}
 
         async def one_image(image: ImageConfig) -> ImageReport:
             work = [_Work(image, tag, False) for tag in image.tags]
@@ -123,12 +130,14 @@ class Engine:
             if options.discover and not options.compare_only and image.discovers_tags(self.config):
                 found, discovery_error = await self._discover_work(image, options)
                 work += found
-            slot = slots.setdefault(image.upstream_ref.host, asyncio.Semaphore(options.concurrency))
+            host = image.upstream_ref.host
+            slot = slots.setdefault(host, asyncio.Semaphore(COMPARE_CONCURRENCY))
+            copy_slot = copy_slots.setdefault(host, asyncio.Semaphore(options.concurrency))
 
             async def guarded(item: _Work) -> TagReport:
                 async with slot:
                     try:
-                        report = await self._tag(item, options, deadline, hard)
+                        report = await self._tag(item, options, deadline, hard, copy_slot)
                         return await self._tag_referrers(item, report, options, deadline, hard)
                     except Exception as exc:  # a bug must cost one tag, not the run
                         log.exception("%s:%s failed unexpectedly", image.name, item.tag)
@@ -234,7 +243,12 @@ class Engine:
         return self.registries.client(host)
 
     async def _tag(
-        self, work: _Work, options: RunOptions, deadline: float | None, hard: float | None
+        self,
+        work: _Work,
+        options: RunOptions,
+        deadline: float | None,
+        hard: float | None,
+        copy_slot: asyncio.Semaphore,
     ) -> TagReport:
         image, tag = work.image, work.tag
         fields: dict[str, object] = {"image": image.name, "tag": tag, "discovered": work.discovered}
@@ -299,8 +313,12 @@ class Engine:
                 extra={**fields, "action": "would_copy"},
             )
             return entry(state, "would_copy")
+        # A copy slot is taken before the refusal checks (deadline, pull budget) and released
+        # after the copy; nothing between here and the `try` below awaits.
+        await copy_slot.acquire()
         refusal = self._refusal(upstream, options, deadline)
         if refusal is not None:
+            copy_slot.release()
             log.warning("%s:%s deferred: %s", image.name, tag, refusal, extra=fields)
             return entry(state, "deferred", refusal)
         host = upstream.host
@@ -333,6 +351,7 @@ class Engine:
             return failed(exc, state)
         finally:
             self._pulls_reserved[host] -= PULLS_PER_COPY
+            copy_slot.release()
         stats = result.stats
         log.info(
             "%s:%s copied %s (%d bytes, %d blobs, %d already there)",

@@ -35,16 +35,19 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from sync import fanout
-from sync.config import Config, load_config, resolve_config_path
-from sync.credentials import CredentialResolver
-from sync.engine import Engine, RunOptions, registries_for
 from sync.errors import ConfigError, ImageSyncError
-from sync.fanout import CloudTasksQueue, FanoutSettings
 from sync.reference import is_tag
-from sync.report import Report, summarize
+
+if TYPE_CHECKING:
+    from sync.config import Config
+    from sync.engine import RunOptions
+    from sync.fanout import Dispatch, FanoutSettings
+    from sync.report import Report
+
+# The config (pydantic), the engine, the report and the HTTP stack are imported by the first
+# request that needs them, not by `import main`: the instance starts serving sooner.
 
 __all__ = [
     "ALLOWED_METHODS",
@@ -210,6 +213,8 @@ class SyncRequest:
                     f"tags: {_names(stray)} not a configured tag of the selected images, and "
                     "tag discovery is off for them"
                 )
+        from sync.engine import RunOptions  # noqa: PLC0415
+
         return RunOptions(
             images=self.images,
             tags=self.tags,
@@ -413,6 +418,9 @@ async def run_once(
 ) -> Report:
     """One engine run with its own credential resolver (secrets read once, closed at the end)
     and registry clients; RunTimeout when it is still going after `hard_timeout` seconds."""
+    from sync.credentials import CredentialResolver  # noqa: PLC0415
+    from sync.engine import Engine, registries_for  # noqa: PLC0415
+
     credentials = CredentialResolver(config, env=env)
     try:
         async with registries_for(config, credentials) as registries:
@@ -445,7 +453,7 @@ class _Outcome:
     images: tuple[str, ...] = ()
     dry_run: bool = False
     report: Report | None = None
-    dispatch: fanout.Dispatch | None = None
+    dispatch: Dispatch | None = None
 
 
 def handle(incoming: Incoming, env: Mapping[str, str] | None = None) -> Answer:
@@ -489,7 +497,7 @@ def log_summary(
     answer: Answer,
     *,
     report: Report | None = None,
-    dispatch: fanout.Dispatch | None = None,
+    dispatch: Dispatch | None = None,
     images: Sequence[str] = (),
     dry_run: bool = False,
 ) -> None:
@@ -502,6 +510,8 @@ def log_summary(
     `dispatch` (`tasks`, `created`, `already`, `failed`); each task writes its own line."""
     fields: dict[str, object] = {"event": SUMMARY_EVENT, "trigger": trigger}
     if dispatch is not None:
+        from sync.report import summarize  # noqa: PLC0415
+
         status: str = dispatch.status
         names = dispatch.images
         counts = summarize(()).model_dump()
@@ -519,6 +529,8 @@ def log_summary(
         rejected = 400 <= answer.status < 500 and trigger == "manual"
         status = "rejected" if rejected else "failed"
         names = list(images)
+        from sync.report import summarize  # noqa: PLC0415
+
         counts = summarize(()).model_dump()
         fields["code"] = code
     fields.update(
@@ -589,6 +601,9 @@ def _handle(incoming: Incoming, env: Mapping[str, str], outcome: _Outcome) -> An
     except BadRequest as exc:
         return _bad_request(exc)
     outcome.dry_run = wanted.dry_run
+    from sync.config import load_config, resolve_config_path  # noqa: PLC0415
+    from sync.fanout import FanoutSettings  # noqa: PLC0415
+
     try:
         deadline = deadline_seconds(env)
         config = load_config(resolve_config_path(None, env))
@@ -666,6 +681,8 @@ def _dispatch(
     """Fan-out: one Cloud Task per image instead of a run here; 200 when every task exists,
     500 when some could not be created (Cloud Scheduler retries; the named tasks that exist
     are not created twice). The summary line (`log_summary`) reports the dispatch."""
+    from sync import fanout  # noqa: PLC0415
+
     units = fanout.plan(config, tags=wanted.tags, dry_run=wanted.dry_run, discover=wanted.discover)
     log.info(
         "dispatching %d tasks to %s%s",
@@ -680,7 +697,7 @@ def _dispatch(
             "schedule_time": _clip(incoming.schedule_time, 64) if incoming.schedule_time else None,
         },
     )
-    queue = CloudTasksQueue(settings.queue, env=env)
+    queue = fanout.CloudTasksQueue(settings.queue, env=env)
     try:
         result = fanout.dispatch(
             units,
