@@ -18,6 +18,8 @@ from sync.config import load_config
 from sync.errors import ConfigError
 from tests.fake_cloud_tasks import FakeCloudTasks
 
+pytestmark = pytest.mark.usefixtures("restore_loggers")
+
 QUEUE = "projects/test-project/locations/europe-west1/queues/image-sync"
 URL = "https://europe-west1-test-project.cloudfunctions.net/image-sync"
 INVOKER = "image-sync-invoker@test-project.iam.gserviceaccount.com"

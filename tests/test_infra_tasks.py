@@ -25,6 +25,8 @@ from tests.test_infra import (
     terraform,
 )
 
+pytestmark = pytest.mark.usefixtures("restore_loggers")
+
 INFRA = Path(__file__).resolve().parent.parent / "infra"
 OPTIONS = SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
 FANOUT_COUNT = "${var.fanout_enabled ? 1 : 0}"
