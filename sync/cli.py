@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from sync import __version__
 from sync.config import Config, load_config, resolve_config_path
 from sync.credentials import CredentialResolver
-from sync.engine import Engine, RunOptions, registries_for
+from sync.engine import Engine, RunOptions, hard_stop_after, registries_for
 from sync.errors import ConfigError, ImageSyncError
 from sync.reference import parse_reference
 from sync.report import Report
@@ -60,7 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--dry-run", action="store_true", help="compare only; write nothing")
     sync.add_argument("--no-discover", action="store_true", help="configured tags only")
     sync.add_argument(
-        "--deadline", type=_positive_float, metavar="SECONDS", help="start no copy after this"
+        "--deadline",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="start nothing new after this; cancel what is in flight a grace later",
     )
     sync.add_argument(
         "--pull-floor",
@@ -297,6 +300,9 @@ class _App:
             dry_run=self.args.dry_run,
             discover=not self.args.no_discover,
             deadline=self.args.deadline,
+            hard_deadline=(
+                hard_stop_after(self.args.deadline) if self.args.deadline is not None else None
+            ),
             pull_floor=self.args.pull_floor,
         )
         return _run(self.with_engine(config, lambda engine: self._report(engine, options)))

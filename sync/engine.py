@@ -4,6 +4,13 @@ Per tag: HEAD upstream and HEAD target (a HEAD costs no Docker Hub pull); equal 
 to date and nothing else is asked. Otherwise the tag is copied, unless this is a dry run, the
 run's time budget is spent, or the upstream pull allowance fell below its floor (then the tag is
 `deferred` and the next run picks it up). A failure in one tag never stops the others.
+
+Time: after the soft deadline nothing new starts (discovery, comparison or copy: the rest is
+`deferred`); at the hard stop everything still in flight is cancelled, uploads included (their
+sessions are cancelled, best effort), and the report is built from what each tag had reached:
+a copy or comparison cut off is `failed` with `DEADLINE`, a tag still waiting is `deferred`.
+A tag whose registry (or its token service) is down for the run fails at once with that
+host's cause (`UNREACHABLE`, `TIMEOUT`), deadline or not.
 """
 
 from __future__ import annotations
@@ -12,13 +19,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+import httpx
 
 from sync.auth import CredentialProvider, pull_scope
 from sync.config import Config, ImageConfig
 from sync.copy import Copier, CopyResult, settle
 from sync.errors import (
+    TIMEOUT,
     AuthenticationError,
     DeadlineExceeded,
     ImageSyncError,
@@ -38,9 +48,10 @@ from sync.report import (
     TagState,
     build_report,
 )
+from sync.retry import Timeouts
 from sync.versions import newest_versions, select_new_tags
 
-__all__ = ["DiscoveredTag", "Engine", "RunOptions", "registries_for"]
+__all__ = ["DiscoveredTag", "Engine", "RunOptions", "hard_stop_after", "registries_for"]
 
 log = logging.getLogger("image_sync")
 
@@ -48,8 +59,9 @@ log = logging.getLogger("image_sync")
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     """What one run does. `images`/`tags` narrow it (None: all); `compare_only` is the `status`
-    command (no writes, no discovery); `deadline` is seconds from the start after which no new
-    copy starts; `pull_floor` is the upstream pull allowance below which copies are deferred."""
+    command (no writes, no discovery); `deadline` is seconds from the start after which nothing
+    new starts (discovery, comparison, copy); `pull_floor` is the upstream pull allowance
+    below which copies are deferred."""
 
     images: tuple[str, ...] | None = None
     tags: tuple[str, ...] | None = None
@@ -57,11 +69,26 @@ class RunOptions:
     discover: bool = True
     compare_only: bool = False
     deadline: float | None = None
-    #: Seconds from the start after which copies still running are cut off (reported failed
-    #: with DEADLINE, so the report is still complete); None: never.
+    #: Seconds from the start after which all work still in flight is cancelled (copies and
+    #: comparisons reported failed with DEADLINE, so the report is still complete); None:
+    #: never. `hard_stop_after(deadline)` is the usual value.
     hard_deadline: float | None = None
     pull_floor: int = 10
     concurrency: int = 8
+
+
+#: After the soft deadline, copies already running get this share of the budget to finish
+#: before the hard stop, within [HARD_STOP_MIN_GRACE, HARD_STOP_MAX_GRACE] seconds.
+HARD_STOP_SHARE = 0.25
+HARD_STOP_MIN_GRACE = 5.0
+HARD_STOP_MAX_GRACE = 180.0
+
+
+def hard_stop_after(deadline: float) -> float:
+    """Seconds from the start to the hard stop of a run whose soft deadline is `deadline`:
+    1500 s gives 1680 s, 20 s gives 25 s."""
+    grace = min(HARD_STOP_MAX_GRACE, max(HARD_STOP_MIN_GRACE, deadline * HARD_STOP_SHARE))
+    return deadline + grace
 
 
 #: Docker Hub pulls one copy is assumed to spend while it runs (index + children), reserved
@@ -77,9 +104,83 @@ class DiscoveredTag:
 
 @dataclass(slots=True)
 class _Work:
+    """One tag of one image, and how far the run got with it (read at the hard stop)."""
+
     image: ImageConfig
     tag: str
     discovered: bool
+    #: waiting (not started), comparing (manifest HEADs), copying, done.
+    phase: str = "waiting"
+    state: TagState | None = None
+    upstream_digest: str | None = None
+    target_digest: str | None = None
+    report: TagReport | None = None
+    #: At the hard stop: the tag's registries that had left a request unanswered, how long.
+    silent: dict[str, float] = field(default_factory=dict)
+
+    def cut_off(self) -> TagReport:
+        """The entry of a tag the hard stop interrupted: what it got to, and why it ended.
+        A comparison cut off while a registry it asked had not answered for a while failed
+        because of that registry (TIMEOUT), not because of the deadline."""
+        if self.report is not None:
+            return self.report
+        error: ImageSyncError
+        action: TagAction = "failed"
+        if self.phase == "waiting":
+            error = DeadlineExceeded("time budget spent before this tag started")
+            action = "deferred"
+        elif self.phase == "comparing" and self.silent:
+            host, waited = max(self.silent.items(), key=lambda item: item[1])
+            error = RegistryError(
+                f"{host} had not answered for {waited:.1f}s when the run's hard stop came",
+                kind=TIMEOUT,
+                temporary=True,
+                registry=host,
+            )
+        else:
+            what = "copy" if self.phase == "copying" else "comparison"
+            error = DeadlineExceeded(f"{what} cut off at the run's hard stop")
+        return TagReport(
+            tag=self.tag,
+            discovered=self.discovered,
+            state=self.state,
+            action=action,
+            upstream_digest=self.upstream_digest,
+            target_digest=self.target_digest,
+            error=_info(error),
+        )
+
+
+@dataclass(slots=True)
+class _ImageRun:
+    image: ImageConfig
+    work: list[_Work]
+    discovery_error: ImageSyncError | None = None
+    #: discovery: not yet, running, done.
+    discovery: str = "not yet"
+    #: At the hard stop: how long the upstream had left a request unanswered, if it had.
+    silent: float | None = None
+
+    def report(self) -> ImageReport:
+        error = self.discovery_error
+        if error is None and self.discovery == "running":
+            if self.silent is not None:
+                host = self.image.upstream_ref.host
+                error = RegistryError(
+                    f"{host} had not answered for {self.silent:.1f}s when the run's hard stop came",
+                    kind=TIMEOUT,
+                    temporary=True,
+                    registry=host,
+                )
+            else:
+                error = DeadlineExceeded("tag discovery cut off at the run's hard stop")
+        return ImageReport(
+            name=self.image.name,
+            upstream=self.image.upstream,
+            target=self.image.target,
+            tags=tuple(work.cut_off() for work in self.work),
+            discovery_error=_info(error) if error else None,
+        )
 
 
 class Engine:
@@ -98,8 +199,10 @@ class Engine:
         self._copier = Copier(blob_concurrency=blob_concurrency, progress=progress)
         #: Upstream pulls reserved by copies under way, per registry host.
         self._pulls_reserved: dict[str, int] = {}
-        #: Upstream hosts that answered a copy with 429 and a spent allowance in this run.
+        #: Upstream hosts with a pull allowance that answered with 429 in this run.
         self._exhausted: set[str] = set()
+        #: Whether some failure of the current run is temporary (the report's `retryable`).
+        self._temporary_failure = False
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -109,45 +212,77 @@ class Engine:
         clock0 = time.monotonic()
         deadline = clock0 + options.deadline if options.deadline is not None else None
         hard = clock0 + options.hard_deadline if options.hard_deadline is not None else None
-        images = self._select_images(options.images)
         slots: dict[str, asyncio.Semaphore] = {}
-
-        async def one_image(image: ImageConfig) -> ImageReport:
+        self._temporary_failure = False
+        runs = []
+        for image in self._select_images(options.images):
             work = [_Work(image, tag, False) for tag in image.tags]
             if options.tags is not None:
                 work = [w for w in work if w.tag in options.tags]
-            discovery_error: ImageSyncError | None = None
-            if options.discover and not options.compare_only and image.discovers_tags(self.config):
-                found, discovery_error = await self._discover_work(image, options)
-                work += found
-            slot = slots.setdefault(image.upstream_ref.host, asyncio.Semaphore(options.concurrency))
+            runs.append(_ImageRun(image, work))
 
-            async def guarded(item: _Work) -> TagReport:
-                async with slot:
-                    try:
-                        return await self._tag(item, options, deadline, hard)
-                    except Exception as exc:  # a bug must cost one tag, not the run
-                        log.exception("%s:%s failed unexpectedly", image.name, item.tag)
-                        return TagReport(
-                            tag=item.tag,
-                            discovered=item.discovered,
-                            state=None,
-                            action="failed",
-                            error=ErrorInfo(
-                                code="INTERNAL", message=f"internal error: {type(exc).__name__}"
-                            ),
-                        )
-
-            reports = await asyncio.gather(*(guarded(w) for w in work))
-            return ImageReport(
-                name=image.name,
-                upstream=image.upstream,
-                target=image.target,
-                tags=tuple(reports),
-                discovery_error=_info(discovery_error) if discovery_error else None,
+        async def guarded(item: _Work) -> None:
+            slot = slots.setdefault(
+                item.image.upstream_ref.host, asyncio.Semaphore(options.concurrency)
             )
+            async with slot:
+                try:
+                    item.report = await self._tag(item, options, deadline)
+                except Exception as exc:  # a bug must cost one tag, not the run
+                    log.exception("%s:%s failed unexpectedly", item.image.name, item.tag)
+                    item.report = TagReport(
+                        tag=item.tag,
+                        discovered=item.discovered,
+                        state=item.state,
+                        action="failed",
+                        error=ErrorInfo(
+                            code="INTERNAL", message=f"internal error: {type(exc).__name__}"
+                        ),
+                    )
+                item.phase = "done"
 
-        image_reports = await asyncio.gather(*(one_image(image) for image in images))
+        async def discover(run: _ImageRun) -> None:
+            image = run.image
+            if deadline is not None and time.monotonic() >= deadline:
+                run.discovery_error = DeadlineExceeded(
+                    "tag discovery not started: time budget spent"
+                )
+                return
+            run.discovery = "running"
+            found, run.discovery_error = await self._discover_work(image, options)
+            run.discovery = "done"
+            if run.discovery_error is not None and run.discovery_error.temporary:
+                self._temporary_failure = True
+            run.work += found
+            await asyncio.gather(*(guarded(w) for w in found))
+
+        async def one_image(run: _ImageRun) -> None:
+            # The configured tags are compared while discovery lists the upstream's tags.
+            jobs = [guarded(w) for w in run.work]
+            image = run.image
+            if options.discover and not options.compare_only and image.discovers_tags(self.config):
+                jobs.insert(0, discover(run))
+            await asyncio.gather(*jobs)
+
+        tasks = [asyncio.create_task(one_image(run)) for run in runs]
+        if tasks:
+            timeout = None if hard is None else max(hard - time.monotonic(), 0.0)
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            if pending:
+                silent = self._silent_hosts()
+                await self._stop(pending)
+                for run in runs:
+                    run.silent = silent.get(run.image.upstream_ref.host)
+                    for item in run.work:
+                        item.silent = {
+                            h: silent[h]
+                            for h in (item.image.upstream_ref.host, item.image.target_ref.host)
+                            if h in silent
+                        }
+                        # Cut off while it ran: a deadline or a silent host, both temporary.
+                        if item.report is None and item.phase != "waiting":
+                            self._temporary_failure = True
+        image_reports = [run.report() for run in runs]
         report = build_report(
             image_reports,
             dry_run=options.dry_run or options.compare_only,
@@ -155,6 +290,7 @@ class Engine:
             duration_s=time.monotonic() - clock0,
             rate_limit=self._rate_limit(),
             command="status" if options.compare_only else "sync",
+            temporary_failure=self._temporary_failure,
         )
         s = report.summary
         # Severity follows the outcome, so that alerts can key on it.
@@ -178,6 +314,32 @@ class Engine:
             extra={"event": "summary", "status": report.status, "summary": s.model_dump()},
         )
         return report
+
+    def _silent_hosts(self) -> dict[str, float]:
+        """Registry hosts (by config name) that had a request waiting for an answer for a
+        second or more: at the hard stop, the cause of what is cut off there."""
+        silent = {}
+        for host, client in self.registries.clients.items():
+            waited = max(
+                (client.health.silent_for(h) for h in client.hosts()),
+                default=0.0,
+            )
+            if waited >= 1.0:
+                silent[host] = waited
+        return silent
+
+    async def _stop(self, pending: set[asyncio.Task[None]]) -> None:
+        """The hard stop: cancel every image's work and every transfer the copier runs (their
+        upload sessions are cancelled on the way out), and wait until all of it has ended, so
+        that nothing writes after the report."""
+        log.warning(
+            "hard stop: cancelling the work still in flight",
+            extra={"event": "hard_stop", "code": DeadlineExceeded.code},
+        )
+        for task in pending:
+            task.cancel()
+        await self._copier.abort()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def _select_images(self, names: Sequence[str] | None) -> list[ImageConfig]:
         if names is None:
@@ -225,9 +387,7 @@ class Engine:
     def _client(self, host: str) -> RegistryClient:
         return self.registries.client(host)
 
-    async def _tag(
-        self, work: _Work, options: RunOptions, deadline: float | None, hard: float | None
-    ) -> TagReport:
+    async def _tag(self, work: _Work, options: RunOptions, deadline: float | None) -> TagReport:
         image, tag = work.image, work.tag
         fields: dict[str, object] = {"image": image.name, "tag": tag, "discovered": work.discovered}
         up: ManifestInfo | None = None
@@ -247,6 +407,8 @@ class Engine:
             )
 
         def failed(error: ImageSyncError, state: TagState | None) -> TagReport:
+            if error.temporary:
+                self._temporary_failure = True
             log.error(
                 "%s:%s failed: %s",
                 image.name,
@@ -256,12 +418,19 @@ class Engine:
             )
             return entry(state, "failed", error)
 
+        upstream = self._client(image.upstream_ref.host)
+        target = self._client(image.target_ref.host)
+        try:
+            # A host known to be down fails its tags with its cause, deadline or not.
+            upstream.check_up()
+            target.check_up()
+        except ImageSyncError as exc:
+            return failed(exc, None)
         if deadline is not None and time.monotonic() >= deadline:
             error = DeadlineExceeded("time budget spent before this tag started")
             log.warning("%s:%s deferred: %s", image.name, tag, error, extra=fields)
             return entry(None, "deferred", error)
-        upstream = self._client(image.upstream_ref.host)
-        target = self._client(image.target_ref.host)
+        work.phase = "comparing"
         try:
             # Settled, not gathered: when one side fails, the other request must not be left
             # running after the run has closed its clients.
@@ -270,7 +439,11 @@ class Engine:
                 _target_head(target, image.target_ref.repository, tag),
             )
         except ImageSyncError as exc:
+            if self._upstream_refused(exc, upstream):
+                return self._deferred_by_429(work, exc, None, fields)
             return failed(exc, None)
+        work.upstream_digest = up.digest if up else None
+        work.target_digest = down.digest if down else None
         fields.update(
             upstream_digest=up.digest if up else None, target_digest=down.digest if down else None
         )
@@ -281,6 +454,7 @@ class Engine:
         if down is not None and down.digest == up.digest:
             return entry("up_to_date", "up_to_date")
         state: TagState = "missing" if down is None else "outdated"
+        work.state = state
         if options.dry_run or options.compare_only:
             log.info(
                 "%s:%s %s, would copy %s",
@@ -297,31 +471,20 @@ class Engine:
             return entry(state, "deferred", refusal)
         host = upstream.host
         self._pulls_reserved[host] = self._pulls_reserved.get(host, 0) + PULLS_PER_COPY
+        work.phase = "copying"
         try:
             # By the digest just compared: what gets copied is what was found different, and
-            # two tags that point at one image share one manifest read.
-            copying = self._copier.copy(
+            # two tags that point at one image share one manifest read. Not bounded here: the
+            # run's hard stop cancels it (see `_stop`).
+            result = await self._copier.copy(
                 upstream,
                 image.upstream_ref.with_tag(tag).with_digest(up.digest),
                 target,
                 image.target_ref.with_tag(tag),
             )
-            timeout = None if hard is None else max(hard - time.monotonic(), 0.0)
-            result = await asyncio.wait_for(copying, timeout)
-        except TimeoutError:
-            return failed(DeadlineExceeded("copy cut off at the run's hard deadline"), state)
         except ImageSyncError as exc:
-            if (
-                isinstance(exc, RegistryError)
-                and exc.code == "TOOMANYREQUESTS"
-                and upstream.rate_limit is not None
-                and f"//{host}/" in exc.url
-            ):
-                # Docker Hub's pull limit: later runs will do better than retries now.
-                self._exhausted.add(host)
-                spent = PullBudgetExhausted(f"{host} refused the pull (429): {exc.message}")
-                log.warning("%s:%s deferred: %s", image.name, tag, spent, extra=fields)
-                return entry(state, "deferred", spent)
+            if self._upstream_refused(exc, upstream):
+                return self._deferred_by_429(work, exc, state, fields)
             return failed(exc, state)
         finally:
             self._pulls_reserved[host] -= PULLS_PER_COPY
@@ -346,6 +509,38 @@ class Engine:
             bytes_copied=stats.bytes_copied,
             blobs_copied=stats.blobs_copied,
             blobs_skipped=stats.blobs_skipped,
+        )
+
+    @staticmethod
+    def _upstream_refused(exc: ImageSyncError, upstream: RegistryClient) -> bool:
+        """A 429 from the upstream registry or its token service (the error says whose client
+        sent the request; no URL is looked at)."""
+        return isinstance(exc, RegistryError) and exc.rate_limited and exc.registry == upstream.host
+
+    def _deferred_by_429(
+        self,
+        work: _Work,
+        exc: ImageSyncError,
+        state: TagState | None,
+        fields: dict[str, object],
+    ) -> TagReport:
+        """The upstream's rate limit refused us: later runs will do better than retries now.
+        Nothing half-written was tagged (the tag is pushed last)."""
+        host = work.image.upstream_ref.host
+        if self._client(host).rate_limit is not None:
+            # A registry with a pull allowance (Docker Hub): the allowance is spent for every
+            # repository, so no other copy from it starts in this run.
+            self._exhausted.add(host)
+        spent = PullBudgetExhausted(f"{host} refused the request (429): {exc.message}")
+        log.warning("%s:%s deferred: %s", work.image.name, work.tag, spent, extra=fields)
+        return TagReport(
+            tag=work.tag,
+            discovered=work.discovered,
+            state=state,
+            action="deferred",
+            upstream_digest=work.upstream_digest,
+            target_digest=work.target_digest,
+            error=_info(spent),
         )
 
     def _refusal(
@@ -413,27 +608,57 @@ class Engine:
 
 
 async def _target_head(client: RegistryClient, repository: str, tag: str) -> ManifestInfo | None:
-    """The target's manifest, or None when it is not there. Quay answers a repository that does
-    not exist yet with 401 rather than 404; treat that as missing: the copy then needs push
-    rights anyway and fails with a clear error if they are lacking."""
+    """The target's manifest, or None when it is not there (see `_unauthorized_means_missing`)."""
     try:
         return await client.manifest_head(repository, tag)
     except AuthenticationError:
         raise
     except RegistryError as exc:
-        if exc.status == 401 or exc.not_found:
+        if exc.not_found:
             return None
+        if exc.status == 401:
+            if _unauthorized_means_missing(client):
+                return None
+            raise AuthenticationError(
+                f"{client.host} refused anonymous access to {repository} (no credentials "
+                "configured for it)",
+                status=401,
+                method=exc.method,
+                url=exc.url,
+                codes=exc.codes,
+                registry=client.host,
+            ) from None
         raise
+
+
+def _unauthorized_means_missing(client: RegistryClient) -> bool:
+    """Whether a 401 to a target manifest HEAD means "not there yet".
+
+    Quay answers 401, not 404, for a repository that does not exist yet, even with good
+    credentials. So: when the token service accepted our credentials (it issued a token for
+    them) and the HEAD still says 401, the tag is missing (the copy, with push rights, creates
+    the repository or fails with a clear error). Without credentials the same 401 means the
+    registry wants some: an authentication error, never "missing". Credentials the token
+    service itself refuses never get here (AuthenticationError from the token request).
+    """
+    return client.auth.credentials_accepted
 
 
 def _info(error: ImageSyncError) -> ErrorInfo:
     return ErrorInfo.from_error(error)
 
 
-def registries_for(config: Config, credentials: CredentialProvider | None) -> Registries:
-    """Registry clients that follow the config: TLS per host, credentials from `credentials`."""
+def registries_for(
+    config: Config,
+    credentials: CredentialProvider | None,
+    *,
+    timeouts: Timeouts | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Registries:
+    """Registry clients that follow the config: TLS per host, credentials from `credentials`;
+    `timeouts` (default: the production values) and `transport` are for tests and benches."""
 
     def settings_for(host: str) -> HostSettings:
         return HostSettings(secure=config.tls_enabled(host), credentials=credentials)
 
-    return Registries(settings_for)
+    return Registries(settings_for, timeouts=timeouts, transport=transport)

@@ -19,7 +19,16 @@ import httpx
 from sync.auth import Authenticator, CredentialProvider, pull_scope, push_scope
 from sync.errors import AuthenticationError, RegistryError
 from sync.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Manifest, is_digest
-from sync.retry import Reply, RetryPolicy, parse_retry_after, send_with_retry
+from sync.retry import (
+    HostHealth,
+    RateLimit,
+    Reply,
+    RetryPolicy,
+    Timeouts,
+    parse_rate_limit,
+    parse_retry_after,
+    send_with_retry,
+)
 
 __all__ = [
     "BlobStream",
@@ -37,30 +46,6 @@ USER_AGENT = "image-sync/0.1 (+httpx)"
 BLOB_CHUNK = 256 * 1024
 TAG_PAGE_SIZE = 1000
 MAX_TAG_PAGES = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    """Docker Hub's pull allowance as its `ratelimit-*` headers state it."""
-
-    limit: int
-    remaining: int
-
-
-def _header_number(value: str | None) -> int | None:
-    if not value:
-        return None
-    head = value.split(";", 1)[0].strip()
-    return int(head) if head.isdigit() else None
-
-
-def parse_rate_limit(headers: httpx.Headers) -> RateLimit | None:
-    """`ratelimit-limit: 100;w=21600`, `ratelimit-remaining: 76;w=21600`; none means no limit."""
-    limit = _header_number(headers.get("ratelimit-limit"))
-    remaining = _header_number(headers.get("ratelimit-remaining"))
-    if limit is None or remaining is None:
-        return None
-    return RateLimit(limit=limit, remaining=remaining)
 
 
 def resolve_location(request_url: httpx.URL, location: str, **params: str) -> httpx.URL:
@@ -130,6 +115,14 @@ class BlobStream:
                 async for chunk in self._response.aiter_raw(BLOB_CHUNK):
                     received += len(chunk)
                     yield chunk
+            except httpx.ReadTimeout:
+                raise RegistryError(
+                    f"the blob stalled after {received} bytes: no byte for the stall period",
+                    method="GET",
+                    url=str(self._response.request.url),
+                    temporary=True,
+                    kind="TIMEOUT",
+                ) from None
             except httpx.TransportError as exc:
                 raise RegistryError(
                     f"reading the blob failed after {received} bytes: {type(exc).__name__}",
@@ -163,16 +156,20 @@ class RegistryClient:
         settings: HostSettings | None = None,
         policy: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 60.0,
+        timeouts: Timeouts | None = None,
+        health: HostHealth | None = None,
     ) -> None:
         settings = settings or HostSettings()
         self.host = host
         self.scheme = "https" if settings.secure else "http"
         self.policy = policy or RetryPolicy()
+        self.timeouts = timeouts or Timeouts()
+        #: The run's record of hosts that are down (shared by all clients of a run).
+        self.health = health if health is not None else HostHealth()
         self._http = httpx.AsyncClient(
             transport=transport,
             verify=True,
-            timeout=httpx.Timeout(timeout, connect=15.0),
+            timeout=self.timeouts.for_metadata(),
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
             headers={"User-Agent": USER_AGENT},
         )
@@ -182,6 +179,7 @@ class RegistryClient:
             secure=settings.secure,
             credentials=settings.credentials,
             policy=self.policy,
+            health=self.health,
         )
         # httpx drops a default port from URLs: compare hosts in the form it uses.
         self._netloc = httpx.URL(self.api_url("")).netloc
@@ -207,10 +205,45 @@ class RegistryClient:
         follow_redirects: bool = False,
         missing: Iterable[int] = (),
         reauthenticate: bool = True,
+        request_timeout: httpx.Timeout | None = None,
     ) -> Reply | None:
         """Send with authorization and retries; return the reply for an `ok` status, None for
         a `missing` one, raise RegistryError otherwise. A 401 carrying a challenge is answered
-        once with a fresh header (only when the body can be sent again)."""
+        once with a fresh header (only when the body can be sent again). Every error raised
+        names this registry (`RegistryError.registry`), its token service's included."""
+        try:
+            return await self._exchange(
+                method,
+                url,
+                scopes=scopes,
+                ok=ok,
+                headers=headers,
+                content=content,
+                stream=stream,
+                follow_redirects=follow_redirects,
+                missing=missing,
+                reauthenticate=reauthenticate,
+                request_timeout=request_timeout,
+            )
+        except RegistryError as exc:
+            exc.registry = exc.registry or self.host
+            raise
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        *,
+        scopes: Iterable[str],
+        ok: Iterable[int],
+        headers: dict[str, str] | None,
+        content: bytes | AsyncIterable[bytes] | None,
+        stream: bool,
+        follow_redirects: bool,
+        missing: Iterable[int],
+        reauthenticate: bool,
+        request_timeout: httpx.Timeout | None,
+    ) -> Reply | None:
         scopes = tuple(scopes)
         ok, missing = frozenset(ok), frozenset(missing)
         target = httpx.URL(str(url))
@@ -233,9 +266,10 @@ class RegistryClient:
                 content=content,
                 stream=stream,
                 follow_redirects=follow_redirects,
+                health=self.health,
+                request_timeout=request_timeout,
             )
-            if "ratelimit-remaining" in reply.headers:
-                self.rate_limit = parse_rate_limit(reply.headers) or self.rate_limit
+            self.rate_limit = reply.rate_limit or self.rate_limit
             status = reply.status
             if (
                 status == 401
@@ -287,6 +321,18 @@ class RegistryClient:
             temporary=self.policy.retryable_status(status) or "TOOMANYREQUESTS" in codes,
             retry_after=retry_after,
         )
+
+    def hosts(self) -> list[str]:
+        """This registry's host and its token service's, as `host:port` (as in URLs)."""
+        return [self._netloc.decode("ascii"), *self.auth.service_hosts()]
+
+    def check_up(self) -> None:
+        """Raise the cause when this registry, or its token service, is down for the run."""
+        for host in self.hosts():
+            error = self.health.cause(host)
+            if error is not None:
+                error.registry = self.host
+                raise error
 
     # -- ping ---------------------------------------------------------------------------------
 
@@ -411,6 +457,7 @@ class RegistryClient:
             ok=[200],
             stream=True,
             follow_redirects=True,
+            request_timeout=self.timeouts.for_blob(),
         )
         assert reply is not None
         try:
@@ -481,6 +528,7 @@ class RegistryClient:
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
             content=body,
             ok=[201, 204],
+            request_timeout=self.timeouts.for_blob(),
         )
 
     async def blob_upload_cancel(self, session: UploadSession) -> None:
@@ -552,11 +600,15 @@ class Registries:
         *,
         policy: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self._settings_for = settings_for
         self._policy = policy or RetryPolicy()
         self._transport = transport
+        self._timeouts = timeouts or Timeouts()
         self._clients: dict[str, RegistryClient] = {}
+        #: Hosts found down in this run, shared by every client (one run, one record).
+        self.health = HostHealth()
 
     def client(self, host: str) -> RegistryClient:
         if host not in self._clients:
@@ -565,6 +617,8 @@ class Registries:
                 settings=self._settings_for(host),
                 policy=self._policy,
                 transport=self._transport,
+                timeouts=self._timeouts,
+                health=self.health,
             )
         return self._clients[host]
 

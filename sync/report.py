@@ -30,6 +30,7 @@ __all__ = [
     "build_report",
     "exit_code",
     "overall_status",
+    "status_exit_code",
     "summarize",
 ]
 
@@ -133,6 +134,9 @@ class Report(BaseModel):
     duration_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
     summary: Summary
     images: Annotated[tuple[ImageReport, ...], Field(strict=False)] = ()
+    #: Whether running again may fix a failure: the status is `failed` and at least one failure
+    #: is temporary (unreachable, timeout, 5xx, deadline). The HTTP answer is 500 only then.
+    retryable: bool = False
     rate_limit: RateLimit | None = None
 
     @field_validator("started_at")
@@ -152,6 +156,8 @@ class Report(BaseModel):
 
     def exit_code(self, command: Command = "sync") -> int:
         """The CLI exit code for this report (see `exit_code`)."""
+        if command == "status":
+            return status_exit_code(self.images)
         return exit_code(self.status, command)
 
     def all_tags(self) -> Iterable[TagReport]:
@@ -190,17 +196,18 @@ def overall_status(images: Iterable[ImageReport], command: Command = "sync") -> 
     """The top-level status by DESIGN.md's rules.
 
     sync: `failed` when any tag's action is `failed` or `upstream_missing`; else `partial` when
-    any is `deferred`; else `ok`. status (the command): `ok` when every tag's state is
-    `up_to_date`, else `failed` (a tag never compared has state None, so it fails too).
-    With no tags at all, both are `ok`.
+    any is `deferred` or any image has a `discovery_error`; else `ok`. status (the command):
+    `ok` when every tag's state is `up_to_date`, else `failed` (a tag never compared has state
+    None, so it fails too). With no tags at all, both are `ok`.
     """
+    images = list(images)
     entries = [tag for image in images for tag in image.tags]
     if command == "status":
         return "ok" if all(tag.state == "up_to_date" for tag in entries) else "failed"
     actions = {tag.action for tag in entries}
     if actions & {"failed", "upstream_missing"}:
         return "failed"
-    if "deferred" in actions:
+    if "deferred" in actions or any(image.discovery_error for image in images):
         return "partial"
     return "ok"
 
@@ -212,6 +219,20 @@ def exit_code(status: Status, command: Command = "sync") -> int:
     if command == "sync" and status == "partial":
         return 3
     return 1
+
+
+#: `status` (the command): something to copy, every tag compared.
+EXIT_DRIFT = 4
+
+
+def status_exit_code(images: Iterable[ImageReport]) -> int:
+    """The `status` command's exit code: 0 when every tag is up to date; 4 when every tag was
+    compared and some would be copied (`missing`, `outdated`); 1 when some tag could not be
+    compared (unreachable, refused credentials, upstream missing, never reached)."""
+    states = [tag.state for image in images for tag in image.tags]
+    if any(state not in {"up_to_date", "missing", "outdated"} for state in states):
+        return 1
+    return 0 if all(state == "up_to_date" for state in states) else EXIT_DRIFT
 
 
 def _iso8601_utc(moment: datetime) -> str:
@@ -229,18 +250,23 @@ def build_report(
     duration_s: float,
     rate_limit: RateLimit | None,
     command: Command = "sync",
+    temporary_failure: bool = False,
 ) -> Report:
     """The report of a run: summary and status computed from `images` by the rules above.
+    `temporary_failure` says whether some failure of the run is temporary: the report is
+    `retryable` when it is and the status is `failed`.
 
     `started_at` must be timezone-aware; it is written in UTC, truncated to the second.
     `duration_s` is rounded to milliseconds.
     """
+    status = overall_status(images, command)
     return Report(
-        status=overall_status(images, command),
+        status=status,
         dry_run=dry_run,
         started_at=_iso8601_utc(started_at),
         duration_s=round(float(duration_s), 3),
         summary=summarize(images),
         images=tuple(images),
+        retryable=status == "failed" and temporary_failure and command == "sync",
         rate_limit=rate_limit,
     )

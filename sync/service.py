@@ -4,8 +4,9 @@ main.py hands over plain values (method, Content-Type, at most `MAX_BODY_BYTES +
 the query pairs, two logging headers) as an `Incoming` and sends back the `Answer`'s status,
 headers and JSON body. Everything else is here, at the same layer as the CLI: validating the
 fields strictly, loading the config, running the engine within the time budget, mapping the
-outcome to a status (200 for an `ok` or `partial` report, 500 for `failed`, so Cloud Scheduler
-retries), and JSON log lines for Cloud Logging. Never imports Flask or the functions framework.
+outcome to a status (500 for a `failed` report that is `retryable`, so Cloud Scheduler
+retries; 200 otherwise), and JSON log lines for Cloud Logging. Never imports Flask or the
+functions framework.
 
 Log lines (`JsonFormatter`) go to stdout, one JSON object each: `severity`, `message`, `time`,
 `logger`, the run's context (`run_id`, `scheduler_job` from `X-CloudScheduler-JobName`, the
@@ -34,7 +35,7 @@ from typing import Any
 
 from sync.config import Config, load_config, resolve_config_path
 from sync.credentials import CredentialResolver
-from sync.engine import Engine, RunOptions, registries_for
+from sync.engine import Engine, RunOptions, hard_stop_after, registries_for
 from sync.errors import ConfigError, ImageSyncError
 from sync.reference import is_tag
 from sync.report import Report
@@ -44,7 +45,6 @@ __all__ = [
     "DEADLINE_ENV",
     "DEFAULT_DEADLINE_SECONDS",
     "FIELDS",
-    "HARD_STOP_GRACE_SECONDS",
     "LOG_LEVEL_ENV",
     "MAX_BODY_BYTES",
     "Answer",
@@ -62,17 +62,18 @@ __all__ = [
     "parse_body",
     "parse_query",
     "parse_request",
+    "platform_timeout_needed",
     "run_once",
 ]
 
 DEADLINE_ENV = "SYNC_DEADLINE_SECONDS"
 #: 25 minutes: Cloud Scheduler waits 30 at most; in-flight copies get the rest.
 DEFAULT_DEADLINE_SECONDS = 1500.0
-#: How long after the budget a run still in progress is stopped (its copies cancelled), so the
-#: function answers before Cloud Scheduler's 30-minute attempt deadline.
-HARD_STOP_GRACE_SECONDS = 240.0
-#: Past the engine's own hard stop, how long before the run is abandoned as a last resort.
-LAST_RESORT_SECONDS = 60.0
+#: Past the engine's own hard stop (`hard_stop_after`), how long cancelling the work in flight
+#: may take before the run is abandoned as a last resort.
+LAST_RESORT_SECONDS = 30.0
+#: What is left between the last resort and the platform's timeout, for answering.
+ANSWER_MARGIN_SECONDS = 60.0
 LOG_LEVEL_ENV = "LOG_LEVEL"
 MAX_BODY_BYTES = 64 * 1024
 ALLOWED_METHODS = ("GET", "POST")
@@ -189,7 +190,7 @@ class SyncRequest:
             dry_run=self.dry_run,
             discover=self.discover,
             deadline=deadline,
-            hard_deadline=deadline + HARD_STOP_GRACE_SECONDS,
+            hard_deadline=hard_stop_after(deadline),
         )
 
 
@@ -377,6 +378,16 @@ def deadline_seconds(env: Mapping[str, str]) -> float:
     return value
 
 
+def platform_timeout_needed(deadline: float) -> float:
+    """The budget arithmetic: for `SYNC_DEADLINE_SECONDS` = `deadline`, the platform timeout
+    (the function's `timeout_seconds`, Cloud Scheduler's `attempt_deadline`) the function
+    needs to answer in time. Nothing new starts after `deadline`; everything in flight is
+    cancelled at `hard_stop_after(deadline)`; should that ever not end the run, it is abandoned
+    `LAST_RESORT_SECONDS` later; `ANSWER_MARGIN_SECONDS` remain for the answer. With the
+    defaults: 1500 + 180 + 30 + 60 = 1770 <= 1800."""
+    return hard_stop_after(deadline) + LAST_RESORT_SECONDS + ANSWER_MARGIN_SECONDS
+
+
 async def run_once(
     config: Config,
     options: RunOptions,
@@ -402,9 +413,9 @@ async def run_once(
 
 
 def handle(incoming: Incoming, env: Mapping[str, str] | None = None) -> Answer:
-    """Answers one request: 405, 400/413, 500 CONFIG_INVALID, or a run's report (200 for
-    `ok`/`partial`, 500 for `failed`). Never raises; an unexpected exception is logged at ERROR
-    and answered 500 INTERNAL without its text."""
+    """Answers one request: 405, 400/413, 500 CONFIG_INVALID, or a run's report (500 for a
+    `failed` one that is `retryable`, else 200). Never raises; an unexpected exception is
+    logged at ERROR and answered 500 INTERNAL without its text."""
     env = os.environ if env is None else env
     run_id = uuid.uuid4().hex[:12]
     context: dict[str, object] = {"run_id": run_id}
@@ -473,7 +484,7 @@ def _handle(incoming: Incoming, env: Mapping[str, str]) -> Answer:
                 config,
                 options,
                 env=env,
-                hard_timeout=deadline + HARD_STOP_GRACE_SECONDS + LAST_RESORT_SECONDS,
+                hard_timeout=hard_stop_after(deadline) + LAST_RESORT_SECONDS,
             )
         )
     except RunTimeout as exc:
@@ -482,7 +493,9 @@ def _handle(incoming: Incoming, env: Mapping[str, str]) -> Answer:
     except ImageSyncError as exc:  # before any tag ran; messages are redacted by design
         log.error("run failed: %s", exc, extra={"event": "run_failed", "code": exc.code})
         return error_answer(500, exc.code, exc.message)
-    status = 500 if report.status == "failed" else 200
+    # 500 only when a retry can help: Cloud Scheduler and task queues retry any non-2xx, and a
+    # run whose failures are all permanent would fail again the same way.
+    status = 500 if report.status == "failed" and report.retryable else 200
     return Answer(status, report.to_json(), dict(_JSON_HEADERS))
 
 
