@@ -12,11 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,69 +29,12 @@ from tests.bed import images
 from tests.bed.proxy import Delay, FaultProxy, StallBody
 from tests.bed.rawclient import RawClient
 from tests.bed.registry import RegistryFactory, RegistryServer, start_registry
+from tests.bed.silent import UNRESOLVABLE, SilentServer, refused_host, unresolvable
 from tests.test_function_server import _start_server, _stop
 
 #: Short request timeouts, so that a hung host is found out in about two seconds.
 QUICK = Timeouts(connect=1.0, metadata=1.0, stall=30.0)
-UNRESOLVABLE = "registry.invalid"
 IMAGES, TAGS = 3, 2
-
-
-class SilentServer:
-    """Accepts TCP connections and never answers (a black-holed load balancer)."""
-
-    def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(128)
-        self._sock.settimeout(0.1)
-        self.host = f"127.0.0.1:{self._sock.getsockname()[1]}"
-        self.accepted = 0
-        self._held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            self._held.append(conn)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        for conn in self._held:
-            conn.close()
-        self._sock.close()
-
-
-def _refused_host() -> str:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"  # closed again: nothing listens there
-
-
-@contextmanager
-def _unresolvable(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """`registry.invalid` fails to resolve, in this process, without asking any resolver."""
-    real = socket.getaddrinfo
-    asked: list[str] = []
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        name = host.decode() if isinstance(host, bytes) else host
-        if name == UNRESOLVABLE:
-            asked.append(name)
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    yield asked
 
 
 def _config(upstream: str, target: str, *, discover: bool = True) -> Config:
@@ -181,7 +121,7 @@ def test_a_host_that_accepts_and_never_answers_fails_every_tag_with_timeout_once
 def test_a_refused_port_fails_every_tag_with_unreachable_in_seconds(
     target: RegistryServer,
 ) -> None:
-    host = _refused_host()
+    host = refused_host()
     report, took, registries, _ = _run(_config(host, target.host), RunOptions(deadline=20))
 
     _assert_failed_with(report, "UNREACHABLE")
@@ -190,10 +130,10 @@ def test_a_refused_port_fails_every_tag_with_unreachable_in_seconds(
 
 
 def test_a_name_that_does_not_resolve_fails_every_tag_with_unreachable_asking_once(
-    target: RegistryServer, monkeypatch: pytest.MonkeyPatch
+    target: RegistryServer,
 ) -> None:
     host = f"{UNRESOLVABLE}:5000"
-    with _unresolvable(monkeypatch) as asked:
+    with unresolvable() as asked:
         report, took, _, _ = _run(_config(host, target.host), RunOptions(deadline=20))
 
     _assert_failed_with(report, "UNREACHABLE")
