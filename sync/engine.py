@@ -84,6 +84,11 @@ HARD_STOP_MIN_GRACE = 5.0
 HARD_STOP_MAX_GRACE = 180.0
 
 
+#: A registry that has left a request unanswered this long at the hard stop is what held the
+#: tags that needed it up (healthy registries answer metadata requests well within it).
+SILENT_SECONDS = 2.0
+
+
 def hard_stop_after(deadline: float) -> float:
     """Seconds from the start to the hard stop of a run whose soft deadline is `deadline`:
     1500 s gives 1680 s, 20 s gives 25 s."""
@@ -120,16 +125,15 @@ class _Work:
 
     def cut_off(self) -> TagReport:
         """The entry of a tag the hard stop interrupted: what it got to, and why it ended.
-        A comparison cut off while a registry it asked had not answered for a while failed
+        A tag not yet copying whose registry had left a request unanswered for a while failed
         because of that registry (TIMEOUT), not because of the deadline."""
         if self.report is not None:
             return self.report
         error: ImageSyncError
         action: TagAction = "failed"
-        if self.phase == "waiting":
-            error = DeadlineExceeded("time budget spent before this tag started")
-            action = "deferred"
-        elif self.phase == "comparing" and self.silent:
+        if self.phase in {"waiting", "comparing"} and self.silent:
+            # Waiting for a slot held by requests to that host counts too: it is what held
+            # the tag up, not the budget.
             host, waited = max(self.silent.items(), key=lambda item: item[1])
             error = RegistryError(
                 f"{host} had not answered for {waited:.1f}s when the run's hard stop came",
@@ -137,6 +141,9 @@ class _Work:
                 temporary=True,
                 registry=host,
             )
+        elif self.phase == "waiting":
+            error = DeadlineExceeded("time budget spent before this tag started")
+            action = "deferred"
         else:
             what = "copy" if self.phase == "copying" else "comparison"
             error = DeadlineExceeded(f"{what} cut off at the run's hard stop")
@@ -279,8 +286,8 @@ class Engine:
                             for h in (item.image.upstream_ref.host, item.image.target_ref.host)
                             if h in silent
                         }
-                        # Cut off while it ran: a deadline or a silent host, both temporary.
-                        if item.report is None and item.phase != "waiting":
+                        # Cut off while it ran, or held up by a silent host: temporary.
+                        if item.report is None and (item.phase != "waiting" or item.silent):
                             self._temporary_failure = True
         image_reports = [run.report() for run in runs]
         report = build_report(
@@ -316,15 +323,16 @@ class Engine:
         return report
 
     def _silent_hosts(self) -> dict[str, float]:
-        """Registry hosts (by config name) that had a request waiting for an answer for a
-        second or more: at the hard stop, the cause of what is cut off there."""
+        """Registry hosts (by config name) that had a request waiting for an answer for
+        `SILENT_SECONDS` (or half the metadata timeout, if less) or more: at the hard stop,
+        the cause of what is held up there."""
         silent = {}
         for host, client in self.registries.clients.items():
             waited = max(
                 (client.health.silent_for(h) for h in client.hosts()),
                 default=0.0,
             )
-            if waited >= 1.0:
+            if waited >= min(SILENT_SECONDS, client.timeouts.metadata / 2):
                 silent[host] = waited
         return silent
 
