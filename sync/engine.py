@@ -256,7 +256,12 @@ class Engine:
                 )
                 return
             run.discovery = "running"
-            found, run.discovery_error = await self._discover_work(image, options)
+            try:
+                found, run.discovery_error = await self._discover_work(image, options)
+            except Exception as exc:  # a bug must cost one discovery, not the run
+                log.exception("%s: discovery failed unexpectedly", image.name)
+                found = []
+                run.discovery_error = ImageSyncError(f"internal error: {type(exc).__name__}")
             run.discovery = "done"
             if run.discovery_error is not None and run.discovery_error.temporary:
                 self._temporary_failure = True
