@@ -45,7 +45,13 @@ from sync.engine import Engine, RunOptions, hard_stop_after, registries_for
 from sync.report import Report
 from sync.retry import RetryPolicy, Timeouts
 from tests.bed.registry import RegistryServer, start_registry
-from tests.bed.silent import UNRESOLVABLE, SilentServer, refused_host, unresolvable
+from tests.bed.silent import (
+    UNRESOLVABLE,
+    SilentServer,
+    mirror_config,
+    refused_host,
+    unresolvable,
+)
 
 SKOPEO = shutil.which("skopeo")
 
@@ -78,21 +84,7 @@ class Outcome:
 
 
 def _config(upstream: str, target: str, images: int, tags: int) -> Config:
-    return parse_config(
-        {
-            "images": [
-                {
-                    "name": f"app{i}",
-                    "upstream": f"{upstream}/istio/app{i}",
-                    "target": f"{target}/sail-dev/app{i}",
-                    "tags": [f"1.{t}" for t in range(tags)],
-                }
-                for i in range(images)
-            ],
-            "check_new_tags": True,
-            "registries": {upstream: {"tls": "disabled"}, target: {"tls": "disabled"}},
-        }
-    )
+    return parse_config(mirror_config(upstream, target, images, tags))
 
 
 def _run(

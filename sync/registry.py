@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import httpx
 
 from sync.auth import Authenticator, CredentialProvider, pull_scope, push_scope
-from sync.errors import AuthenticationError, RegistryError
+from sync.errors import TIMEOUT, AuthenticationError, RegistryError
 from sync.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Manifest, is_digest
 from sync.retry import (
     HostHealth,
@@ -115,21 +115,16 @@ class BlobStream:
                 async for chunk in self._response.aiter_raw(BLOB_CHUNK):
                     received += len(chunk)
                     yield chunk
-            except httpx.ReadTimeout:
-                raise RegistryError(
-                    f"the blob stalled after {received} bytes: no byte for the stall period",
-                    method="GET",
-                    url=str(self._response.request.url),
-                    temporary=True,
-                    kind="TIMEOUT",
-                ) from None
             except httpx.TransportError as exc:
+                stalled = isinstance(exc, httpx.ReadTimeout)
                 raise RegistryError(
-                    f"reading the blob failed after {received} bytes: {type(exc).__name__}",
+                    f"the blob stalled after {received} bytes: no byte for the stall period"
+                    if stalled
+                    else f"reading the blob failed after {received} bytes: {type(exc).__name__}",
                     method="GET",
                     url=str(self._response.request.url),
                     temporary=True,
-                    kind="BLOB_READ_FAILED",
+                    kind=TIMEOUT if stalled else "BLOB_READ_FAILED",
                 ) from None
             return
         # A response built from bytes (an in-process transport) is read already.

@@ -30,7 +30,13 @@ from tests.bed import images
 from tests.bed.proxy import Delay, FaultProxy, StallBody
 from tests.bed.rawclient import RawClient
 from tests.bed.registry import RegistryFactory, RegistryServer, start_registry
-from tests.bed.silent import UNRESOLVABLE, SilentServer, refused_host, unresolvable
+from tests.bed.silent import (
+    UNRESOLVABLE,
+    SilentServer,
+    mirror_config,
+    refused_host,
+    unresolvable,
+)
 from tests.test_function_server import _start_server, _stop
 
 #: Short request timeouts, so that a hung host is found out in about two seconds.
@@ -39,21 +45,7 @@ IMAGES, TAGS = 3, 2
 
 
 def _config(upstream: str, target: str, *, discover: bool = True) -> Config:
-    return parse_config(
-        {
-            "images": [
-                {
-                    "name": f"app{i}",
-                    "upstream": f"{upstream}/istio/app{i}",
-                    "target": f"{target}/sail-dev/app{i}",
-                    "tags": [f"1.{t}" for t in range(TAGS)],
-                }
-                for i in range(IMAGES)
-            ],
-            "check_new_tags": discover,
-            "registries": {upstream: {"tls": "disabled"}, target: {"tls": "disabled"}},
-        }
-    )
+    return parse_config(mirror_config(upstream, target, IMAGES, TAGS, discover=discover))
 
 
 @dataclass
@@ -251,19 +243,7 @@ def test_the_function_answers_its_report_in_time_with_a_hung_upstream(
 ) -> None:
     silent = SilentServer()
     deadline = 2.0
-    config = {
-        "images": [
-            {
-                "name": f"app{i}",
-                "upstream": f"{silent.host}/istio/app{i}",
-                "target": f"{target.host}/sail-dev/app{i}",
-                "tags": ["1.0", "1.1"],
-            }
-            for i in range(IMAGES)
-        ],
-        "check_new_tags": True,
-        "registries": {silent.host: {"tls": "disabled"}, target.host: {"tls": "disabled"}},
-    }
+    config = mirror_config(silent.host, target.host, IMAGES, TAGS)
     config_path = tmp_path / "image-sync-config.json"
     config_path.write_text(json.dumps(config))
     (tmp_path / "docker").mkdir()
@@ -293,7 +273,7 @@ def test_the_function_answers_its_report_in_time_with_a_hung_upstream(
     assert response.status_code == 500, report
     assert report["status"] == "failed" and report["retryable"] is True, report
     entries = [t for image in report["images"] for t in image["tags"]]
-    assert len(entries) == IMAGES * 2, report
+    assert len(entries) == IMAGES * TAGS, report
     assert {t["action"] for t in entries} == {"failed"}, report
     # Cut off by the hard stop while the host had not answered: its cause, not the deadline.
     assert {t["error"]["code"] for t in entries} == {"TIMEOUT"}, report

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["UNRESOLVABLE", "SilentServer", "refused_host", "unresolvable"]
+__all__ = ["UNRESOLVABLE", "SilentServer", "mirror_config", "refused_host", "unresolvable"]
 
 #: A name in the `.invalid` TLD (RFC 6761: never resolves), answered here, never asked.
 UNRESOLVABLE = "registry.invalid"
@@ -88,3 +88,23 @@ def unresolvable() -> Iterator[list[str]]:
         yield asked
     finally:
         socket.getaddrinfo = real
+
+
+def mirror_config(
+    upstream: str, target: str, images: int, tags: int, *, discover: bool = True
+) -> dict[str, Any]:
+    """A config mirroring `images` images (`istio/appN` to `sail-dev/appN`) of `tags` tags each
+    (`1.0`, `1.1`, ...) from `upstream` to `target`, both over plain HTTP."""
+    return {
+        "images": [
+            {
+                "name": f"app{i}",
+                "upstream": f"{upstream}/istio/app{i}",
+                "target": f"{target}/sail-dev/app{i}",
+                "tags": [f"1.{t}" for t in range(tags)],
+            }
+            for i in range(images)
+        ],
+        "check_new_tags": discover,
+        "registries": {upstream: {"tls": "disabled"}, target: {"tls": "disabled"}},
+    }
