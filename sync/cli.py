@@ -125,6 +125,17 @@ def _print_report(report: Report, out: TextIO, *, command: str = "sync") -> None
                 note = ("discovered; " + note).rstrip("; ")
             if tag.bytes_copied:
                 note = (note + f" {tag.bytes_copied} bytes").strip()
+            moved = [
+                f"{n} {what}"
+                for what, n in (
+                    ("copied", tag.referrers.copied),
+                    ("would copy", tag.referrers.would_copy),
+                    ("failed", tag.referrers.failed),
+                )
+                if n
+            ]
+            if moved:
+                note = (note + "; referrers: " + ", ".join(moved)).lstrip("; ")
             rows.append(
                 [
                     image.name,
@@ -139,7 +150,7 @@ def _print_report(report: Report, out: TextIO, *, command: str = "sync") -> None
     _table(rows, out)
     s = report.summary
     if command == "status":
-        differ = sum(1 for t in report.all_tags() if t.state in {"missing", "outdated"})
+        differ = sum(1 for t in report.all_tags() if t.action == "would_copy")
         out.write(
             f"{'ok' if report.status == 'ok' else 'not up to date'}: {s.tags} tags, "
             f"{s.up_to_date} up to date, {differ} to copy, {s.failed} failed "

@@ -87,7 +87,9 @@ class Copier:
         #: what `abort` cancels at the run's hard stop.
         self._tasks: set[asyncio.Future[Any]] = set()
 
-    def _start(self, work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+    def start(self, work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """Run `work` as a task of this copier's (shared work, detached from any one copy):
+        `abort` cancels it at the run's hard stop."""
         task = asyncio.ensure_future(work)
         task.add_done_callback(_retrieve)
         self._tasks.add(task)
@@ -160,6 +162,19 @@ class Copier:
             unique = {blob.digest: blob for blob in manifest.blobs()}
             await settle(*(self._copy_blob(src, dst, blob, stats) for blob in unique.values()))
 
+    async def source_manifest(
+        self, client: RegistryClient, repository: str, reference: str
+    ) -> Manifest:
+        """A source manifest through this run's cache (read once per digest)."""
+        return await self._source_manifest(_Side(client, repository), reference)
+
+    def source_manifest_read(self, host: str, repository: str, digest: str) -> Manifest | None:
+        """The source manifest this run already read by `digest`, if it did (no request)."""
+        pending = self._manifests.get((host, repository, digest))
+        if pending is None or not pending.done() or pending.cancelled():
+            return None
+        return None if pending.exception() is not None else pending.result()
+
     async def _source_manifest(self, src: _Side, reference: str) -> Manifest:
         """A source manifest; read once per run when asked by digest, even by concurrent
         copies (on Docker Hub every manifest GET is a pull)."""
@@ -168,7 +183,7 @@ class Copier:
         key = (src.client.host, src.repository, reference)
         pending = self._manifests.get(key)
         if pending is None or (pending.done() and pending.exception() is not None):
-            pending = self._start(src.client.manifest_get(src.repository, reference))
+            pending = self.start(src.client.manifest_get(src.repository, reference))
             self._manifests[key] = pending
         return await asyncio.shield(pending)
 
@@ -188,7 +203,7 @@ class Copier:
         self, key: tuple[str, ...], work: Callable[[], Coroutine[Any, Any, None]]
     ) -> None:
         """Run `work` as the flight for `key` (callers have checked that none is under way)."""
-        task = self._start(work())
+        task = self.start(work())
         # Shielded: a waiter's cancellation must not cancel work others share (the run's hard
         # stop cancels it through `abort`). Should the owner be cancelled, the task's failure
         # is still retrieved, not reported stray.

@@ -37,11 +37,13 @@ from sync.errors import (
     UpstreamMissingError,
 )
 from sync.reference import Reference
+from sync.referrers import ReferrerJob, Referrers
 from sync.registry import HostSettings, ManifestInfo, Registries, RegistryClient
 from sync.report import (
     ErrorInfo,
     ImageReport,
     RateLimit,
+    ReferrerReport,
     Report,
     TagAction,
     TagReport,
@@ -114,8 +116,10 @@ class _Work:
     image: ImageConfig
     tag: str
     discovered: bool
-    #: waiting (not started), comparing (manifest HEADs), copying, done.
+    #: waiting (not started), comparing (manifest HEADs), copying, referrers, done.
     phase: str = "waiting"
+    #: The tag's entry once its image is settled, before its referrers.
+    image_report: TagReport | None = None
     state: TagState | None = None
     upstream_digest: str | None = None
     target_digest: str | None = None
@@ -129,6 +133,9 @@ class _Work:
         because of that registry (TIMEOUT), not because of the deadline."""
         if self.report is not None:
             return self.report
+        if self.phase == "referrers" and self.image_report is not None:
+            cut = DeadlineExceeded("referrers cut off at the run's hard stop")
+            return self.image_report.model_copy(update={"action": "failed", "error": _info(cut)})
         error: ImageSyncError
         action: TagAction = "failed"
         if self.phase in {"waiting", "comparing"} and self.silent:
@@ -204,6 +211,7 @@ class Engine:
         self.config = config
         self.registries = registries
         self._copier = Copier(blob_concurrency=blob_concurrency, progress=progress)
+        self._referrers = Referrers(self._copier)
         #: Upstream pulls reserved by copies under way, per registry host.
         self._pulls_reserved: dict[str, int] = {}
         #: Upstream hosts with a pull allowance that answered with 429 in this run.
@@ -234,7 +242,9 @@ class Engine:
             )
             async with slot:
                 try:
-                    item.report = await self._tag(item, options, deadline)
+                    report = await self._tag(item, options, deadline)
+                    item.image_report, item.phase = report, "referrers"
+                    item.report = await self._tag_referrers(item, report, options, deadline)
                 except Exception as exc:  # a bug must cost one tag, not the run
                     log.exception("%s:%s failed unexpectedly", item.image.name, item.tag)
                     item.report = TagReport(
@@ -323,7 +333,7 @@ class Engine:
             s.discovered,
             s.bytes_copied,
             report.duration_s,
-            extra={"event": "summary", "status": report.status, "summary": s.model_dump()},
+            extra={"event": "run_finished", "status": report.status, "summary": s.model_dump()},
         )
         return report
 
@@ -385,6 +395,10 @@ class Engine:
                 extra={"event": "discovery_failed", "image": image.name, "code": exc.code},
             )
             return [], exc
+        # Referrers need this list too (their digest tags): it is read once.
+        self._referrers.remember_tags(
+            self._client(image.upstream_ref.host), image.upstream_ref.repository, tags
+        )
         chosen = select_new_tags(
             tags,
             limit=image.effective_max_tags_to_check(self.config),
@@ -556,12 +570,116 @@ class Engine:
             error=_info(spent),
         )
 
+    async def _tag_referrers(
+        self,
+        work: _Work,
+        report: TagReport,
+        options: RunOptions,
+        deadline: float | None,
+    ) -> TagReport:
+        """After the image: the referrers of its digest (and children), when the image is in
+        place (or, in a dry run, would be). Their outcome joins the tag's entry: a referrer
+        copied to an up-to-date image makes the action `copied`; a referrer that fails makes
+        the tag `failed` with the referrer's own cause; a refusal (time budget, pull allowance,
+        the upstream's 429) makes it `deferred`."""
+        image = work.image
+        if (
+            not image.effective_referrers(self.config)
+            or report.upstream_digest is None
+            or report.action not in ("up_to_date", "copied", "would_copy")
+        ):
+            return report
+        upstream = self._client(image.upstream_ref.host)
+        target = self._client(image.target_ref.host)
+        dry = options.dry_run or options.compare_only
+        fields = {"image": image.name, "tag": work.tag, "discovered": work.discovered}
+
+        def outcome(action: TagAction, error: ImageSyncError, counts: ReferrerReport) -> TagReport:
+            return report.model_copy(
+                update={"action": action, "error": _info(error), "referrers": counts}
+            )
+
+        if not dry and deadline is not None and time.monotonic() >= deadline:
+            late = DeadlineExceeded("time budget spent before the tag's referrers could start")
+            log.warning("%s:%s deferred: %s", image.name, work.tag, late, extra=fields)
+            return outcome("deferred", late, report.referrers)
+        job = ReferrerJob(
+            source=upstream,
+            source_ref=image.upstream_ref,
+            target=target,
+            target_ref=image.target_ref,
+            digest=report.upstream_digest,
+            dry_run=dry,
+            gate=lambda pulls: self._refusal(upstream, options, deadline, pulls=pulls),
+        )
+        host = upstream.host
+        try:
+            # Not bounded here: the run's hard stop cancels it (see `_stop`).
+            counts = await self._referrers.sync(job)
+        except ImageSyncError as exc:
+            if exc.code in ("DEADLINE", "PULL_BUDGET") or self._upstream_refused(exc, upstream):
+                if isinstance(exc, RegistryError):
+                    if upstream.rate_limit is not None:
+                        self._exhausted.add(host)
+                    exc = PullBudgetExhausted(f"{host} refused the pull (429): {exc.message}")
+                log.warning("%s:%s referrers deferred: %s", image.name, work.tag, exc, extra=fields)
+                return outcome("deferred", exc, report.referrers)
+            log.error(
+                "%s:%s referrers failed: %s",
+                image.name,
+                work.tag,
+                exc,
+                extra={**fields, "action": "failed", "code": exc.code},
+            )
+            return outcome("failed", exc, report.referrers)
+        found = ReferrerReport(
+            copied=counts.copied,
+            would_copy=counts.would_copy,
+            present=counts.present,
+            failed=counts.failed,
+        )
+        if counts.error is not None:
+            error = counts.error
+            log.error(
+                "%s:%s %d referrer(s) failed: %s",
+                image.name,
+                work.tag,
+                counts.failed,
+                error,
+                extra={**fields, "action": "failed", "code": error.code},
+            )
+            return outcome("failed", error, found)
+        action = report.action
+        if action == "up_to_date" and counts.copied:
+            action = "copied"
+        elif action == "up_to_date" and counts.would_copy:
+            action = "would_copy"
+        if counts.copied or counts.would_copy:
+            log.info(
+                "%s:%s referrers: %d copied, %d would copy, %d present",
+                image.name,
+                work.tag,
+                counts.copied,
+                counts.would_copy,
+                counts.present,
+                extra={**fields, "action": action, "referrers": found.model_dump()},
+            )
+        return report.model_copy(update={"action": action, "referrers": found})
+
     def _refusal(
-        self, upstream: RegistryClient, options: RunOptions, deadline: float | None
+        self,
+        upstream: RegistryClient,
+        options: RunOptions,
+        deadline: float | None,
+        *,
+        pulls: bool = True,
     ) -> ImageSyncError | None:
-        """Why a copy must not start now, if it must not."""
+        """Why a copy (or, `pulls` false, a request that downloads no manifest) must not start
+        now, if it must not."""
         if deadline is not None and time.monotonic() >= deadline:
             return DeadlineExceeded("time budget spent before the copy could start")
+        if not pulls:
+            return None
         if upstream.host in self._exhausted:
             return PullBudgetExhausted(
                 f"{upstream.host} refused pulls (429) earlier in this run; not pulling until "

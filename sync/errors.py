@@ -22,6 +22,7 @@ __all__ = [
     "InvalidReferenceError",
     "ManifestError",
     "PullBudgetExhausted",
+    "ReferrersLimitError",
     "RegistryError",
     "UnsupportedError",
     "UpstreamMissingError",
@@ -199,3 +200,9 @@ class DeadlineExceeded(ImageSyncError):
 
     code = "DEADLINE"
     temporary = True
+
+
+class ReferrersLimitError(ImageSyncError):
+    """An image's referrers exceed the bounds on their number or nesting depth."""
+
+    code = "REFERRERS_LIMIT"

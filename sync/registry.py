@@ -13,12 +13,13 @@ import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
 from sync.auth import Authenticator, CredentialProvider, pull_scope, push_scope
-from sync.errors import TIMEOUT, AuthenticationError, RegistryError
-from sync.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Manifest, is_digest
+from sync.errors import TIMEOUT, AuthenticationError, ManifestError, RegistryError
+from sync.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, OCI_INDEX, Descriptor, Manifest, is_digest
 from sync.retry import (
     HostHealth,
     RateLimit,
@@ -180,6 +181,8 @@ class RegistryClient:
         self._netloc = httpx.URL(self.api_url("")).netloc
         #: The last pull allowance the registry announced (Docker Hub), or None.
         self.rate_limit: RateLimit | None = None
+        #: Repositories that answered a manifest push with `OCI-Subject` (referrers API).
+        self._subject_repositories: set[str] = set()
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -409,6 +412,8 @@ class RegistryClient:
             ok=[200, 201, 202],
         )
         assert reply is not None
+        if "oci-subject" in reply.headers:
+            self._subject_repositories.add(repository)
         stored = reply.headers.get("docker-content-digest") or manifest.digest
         if stored != manifest.digest:
             raise RegistryError(
@@ -418,6 +423,57 @@ class RegistryClient:
                 url=url,
             )
         return stored
+
+    def answers_subject(self, repository: str) -> bool:
+        """Whether a manifest push to `repository` was answered with `OCI-Subject` in this
+        run: the registry keeps its own referrers list (OCI 1.1 referrers API)."""
+        return repository in self._subject_repositories
+
+    # -- referrers ----------------------------------------------------------------------------
+
+    async def referrers_list(self, repository: str, digest: str) -> list[dict[str, Any]] | None:
+        """The descriptors of the manifests whose `subject` is `digest`, from the referrers API
+        (`GET /v2/<name>/referrers/<digest>`, every page); None when the registry does not
+        implement it (404, or an answer that is not an OCI index, as Distribution 2.8 gives).
+
+        No filter is asked for, so an answer announcing `OCI-Filters-Applied` is not the whole
+        list: that is an error (REFERRERS_INVALID), never a silently shortened list."""
+        url = httpx.URL(self.api_url(f"{repository}/referrers/{digest}"))
+        out: list[dict[str, Any]] = []
+        for page in range(MAX_TAG_PAGES):
+            reply = await self._request(
+                "GET",
+                url,
+                scopes=[pull_scope(repository)],
+                headers={"Accept": OCI_INDEX},
+                ok=[200],
+                missing=[404],
+            )
+            content_type = reply.headers.get("content-type", "") if reply else ""
+            if reply is None or content_type.split(";", 1)[0].strip() != OCI_INDEX:
+                if page == 0:
+                    return None
+                raise RegistryError(
+                    "a later page of the referrers list is missing or not an index",
+                    method="GET",
+                    url=str(url),
+                    kind="REFERRERS_INVALID",
+                )
+            if reply.headers.get("oci-filters-applied"):
+                raise RegistryError(
+                    "the registry filtered the referrers list unasked (OCI-Filters-Applied: "
+                    f"{reply.headers['oci-filters-applied']}): it is not the whole list",
+                    status=reply.status,
+                    method="GET",
+                    url=str(url),
+                    kind="REFERRERS_INVALID",
+                )
+            out.extend(_referrer_descriptors(reply.body, str(url)))
+            next_url = _next_link(reply.headers.get("link"))
+            if not next_url:
+                return out
+            url = url.join(next_url)
+        return out
 
     # -- blobs --------------------------------------------------------------------------------
 
@@ -574,6 +630,28 @@ class RegistryClient:
                 return tags
             url = url.join(next_url)
         return tags
+
+
+def _referrer_descriptors(body: bytes, url: str) -> list[dict[str, Any]]:
+    """The `manifests` of a referrers answer, each checked as a descriptor."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    items = doc.get("manifests") if isinstance(doc, dict) else None
+    if not isinstance(items, list):
+        raise RegistryError(
+            "referrers answer is not an index with a 'manifests' list",
+            method="GET",
+            url=url,
+            kind="REFERRERS_INVALID",
+        )
+    for i, item in enumerate(items):
+        try:
+            Descriptor.from_json(item, f"referrers manifests[{i}]")
+        except ManifestError as exc:
+            raise RegistryError(str(exc), method="GET", url=url, kind="REFERRERS_INVALID") from None
+    return [dict(item) for item in items]
 
 
 def _next_link(header: str | None) -> str | None:

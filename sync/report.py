@@ -21,6 +21,7 @@ __all__ = [
     "ErrorInfo",
     "ImageReport",
     "RateLimit",
+    "ReferrerReport",
     "Report",
     "Status",
     "Summary",
@@ -30,7 +31,6 @@ __all__ = [
     "build_report",
     "exit_code",
     "overall_status",
-    "status_exit_code",
     "summarize",
 ]
 
@@ -61,6 +61,18 @@ class ErrorInfo(BaseModel):
         return cls(code=error.code, message=error.message)
 
 
+class ReferrerReport(BaseModel):
+    """A tag's referrers (signatures, attestations, SBOMs): how many were copied, would be
+    copied (dry run, `status`), were on the target already, or failed."""
+
+    model_config = _MODEL_CONFIG
+
+    copied: NonNegativeInt = 0
+    would_copy: NonNegativeInt = 0
+    present: NonNegativeInt = 0
+    failed: NonNegativeInt = 0
+
+
 class TagReport(BaseModel):
     """One tag of one image: what the comparison found (`state`) and what was done (`action`).
 
@@ -80,6 +92,7 @@ class TagReport(BaseModel):
     bytes_copied: NonNegativeInt = 0
     blobs_copied: NonNegativeInt = 0
     blobs_skipped: NonNegativeInt = 0
+    referrers: ReferrerReport = Field(default_factory=ReferrerReport)
     error: ErrorInfo | None = None
 
 
@@ -110,6 +123,8 @@ class Summary(BaseModel):
     deferred: NonNegativeInt
     discovered: NonNegativeInt
     bytes_copied: NonNegativeInt
+    referrers_copied: NonNegativeInt = 0
+    referrers_failed: NonNegativeInt = 0
 
 
 class RateLimit(BaseModel):
@@ -155,9 +170,16 @@ class Report(BaseModel):
         return self.model_dump_json(indent=indent)
 
     def exit_code(self, command: Command = "sync") -> int:
-        """The CLI exit code for this report (see `exit_code`)."""
-        if command == "status":
-            return status_exit_code(self.images)
+        """The CLI exit code for this report (see `exit_code`). For `status`: 0 when all is up
+        to date, 4 when every tag was compared and some would be copied (the image or only its
+        referrers), 1 when some tag could not be compared."""
+        if command == "status" and self.status != "ok":
+            compared = all(
+                tag.state in ("up_to_date", "outdated", "missing")
+                and tag.action in ("up_to_date", "would_copy")
+                for tag in self.all_tags()
+            )
+            return 4 if compared else 1
         return exit_code(self.status, command)
 
     def all_tags(self) -> Iterable[TagReport]:
@@ -177,7 +199,10 @@ def summarize(images: Iterable[ImageReport]) -> Summary:
       that make a sync `failed`, so a reader sees the reason for the status in the summary
       (per tag, the action tells the two apart);
     - `discovered`: entries with `discovered: true`, whatever their action;
-    - `bytes_copied`: the sum of the entries' `bytes_copied`.
+    - `bytes_copied`: the sum of the entries' `bytes_copied`;
+    - `referrers_copied`, `referrers_failed`: the sums of the entries' referrer counts. A tag
+      whose image was up to date but whose referrers were copied has action `copied` and is
+      counted in `copied`.
     """
     entries = [tag for image in images for tag in image.tags]
     actions = [tag.action for tag in entries]
@@ -189,6 +214,8 @@ def summarize(images: Iterable[ImageReport]) -> Summary:
         deferred=actions.count("deferred"),
         discovered=sum(1 for tag in entries if tag.discovered),
         bytes_copied=sum(tag.bytes_copied for tag in entries),
+        referrers_copied=sum(tag.referrers.copied for tag in entries),
+        referrers_failed=sum(tag.referrers.failed for tag in entries),
     )
 
 
@@ -197,13 +224,15 @@ def overall_status(images: Iterable[ImageReport], command: Command = "sync") -> 
 
     sync: `failed` when any tag's action is `failed` or `upstream_missing`; else `partial` when
     any is `deferred` or any image has a `discovery_error`; else `ok`. status (the command):
-    `ok` when every tag's state is `up_to_date`, else `failed` (a tag never compared has state
-    None, so it fails too). With no tags at all, both are `ok`.
+    `ok` when every tag's state and action are `up_to_date` (a tag whose referrers would be
+    copied is not), else `failed` (a tag never compared has state None, so it fails too).
+    With no tags at all, both are `ok`.
     """
     images = list(images)
     entries = [tag for image in images for tag in image.tags]
     if command == "status":
-        return "ok" if all(tag.state == "up_to_date" for tag in entries) else "failed"
+        settled = all(tag.state == tag.action == "up_to_date" for tag in entries)
+        return "ok" if settled else "failed"
     actions = {tag.action for tag in entries}
     if actions & {"failed", "upstream_missing"}:
         return "failed"
@@ -219,20 +248,6 @@ def exit_code(status: Status, command: Command = "sync") -> int:
     if command == "sync" and status == "partial":
         return 3
     return 1
-
-
-#: `status` (the command): something to copy, every tag compared.
-EXIT_DRIFT = 4
-
-
-def status_exit_code(images: Iterable[ImageReport]) -> int:
-    """The `status` command's exit code: 0 when every tag is up to date; 4 when every tag was
-    compared and some would be copied (`missing`, `outdated`); 1 when some tag could not be
-    compared (unreachable, refused credentials, upstream missing, never reached)."""
-    states = [tag.state for image in images for tag in image.tags]
-    if any(state not in {"up_to_date", "missing", "outdated"} for state in states):
-        return 1
-    return 0 if all(state == "up_to_date" for state in states) else EXIT_DRIFT
 
 
 def _iso8601_utc(moment: datetime) -> str:

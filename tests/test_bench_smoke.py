@@ -40,6 +40,10 @@ pytestmark = pytest.mark.skipif(
                 "warm <= 0.05x skopeo sync",
             ],
         ),
+        (
+            "referrers_bench.py",
+            ["Requests each registry answered in one warm run", "signed, referrers on"],
+        ),
     ],
 )
 def test_bench_script_prints_its_tables_in_quick_mode(script: str, headings: list[str]) -> None:

@@ -18,6 +18,7 @@ from sync.report import (
     ErrorInfo,
     ImageReport,
     RateLimit,
+    ReferrerReport,
     Report,
     Status,
     Summary,
@@ -45,6 +46,9 @@ CONTRACT: dict[str, Any] = {
         "deferred": int,
         "discovered": int,
         "bytes_copied": int,
+        # Issue 13 adds these two to the summary (DESIGN.md's block does not show them yet).
+        "referrers_copied": int,
+        "referrers_failed": int,
     },
     "images": [
         {
@@ -69,6 +73,7 @@ CONTRACT: dict[str, Any] = {
                     "bytes_copied": int,
                     "blobs_copied": int,
                     "blobs_skipped": int,
+                    "referrers": {"copied": int, "would_copy": int, "present": int, "failed": int},
                     "error": ({"code": str, "message": str}, None),
                 }
             ],
@@ -515,3 +520,42 @@ def test_retryable_only_when_failed_and_some_failure_is_temporary(
         temporary_failure=temporary,
     )
     assert report.retryable is retryable, report.to_json()
+
+
+# --- referrers ---------------------------------------------------------------------------------
+
+
+def test_summary_adds_up_referrers_and_counts_a_referrers_only_copy_as_copied() -> None:
+    images = [
+        _image(
+            _tag("copied", "up_to_date", tag="a", referrers=ReferrerReport(copied=2, present=1)),
+            _tag("up_to_date", tag="b", referrers=ReferrerReport(present=3)),
+            _tag("failed", "missing", tag="c", referrers=ReferrerReport(copied=1, failed=2)),
+        )
+    ]
+    summary = summarize(images)
+    assert (summary.copied, summary.up_to_date, summary.failed) == (1, 1, 1), summary
+    assert (summary.referrers_copied, summary.referrers_failed) == (3, 2), summary
+
+
+def test_status_exits_4_when_only_referrers_would_be_copied_and_1_when_one_failed() -> None:
+    drift = _tag("would_copy", "up_to_date", referrers=ReferrerReport(would_copy=1, present=2))
+    report = build_report(
+        [_image(drift, _tag("up_to_date", tag="2.0"))],
+        dry_run=True,
+        started_at=STARTED,
+        duration_s=0,
+        rate_limit=None,
+        command="status",
+    )
+    assert (report.status, report.exit_code("status")) == ("failed", 4), report.to_json()
+    broken = _tag("failed", "up_to_date", referrers=ReferrerReport(failed=1))
+    report = build_report(
+        [_image(broken)],
+        dry_run=True,
+        started_at=STARTED,
+        duration_s=0,
+        rate_limit=None,
+        command="status",
+    )
+    assert (report.status, report.exit_code("status")) == ("failed", 1), report.to_json()
