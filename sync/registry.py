@@ -19,7 +19,13 @@ import httpx
 from sync.auth import Authenticator, CredentialProvider, pull_scope, push_scope
 from sync.errors import AuthenticationError, RegistryError
 from sync.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Manifest, is_digest
-from sync.retry import Reply, RetryPolicy, parse_retry_after, send_with_retry
+from sync.retry import (
+    Reply,
+    RetryPolicy,
+    answered_plain_http,
+    parse_retry_after,
+    send_with_retry,
+)
 
 __all__ = [
     "BlobStream",
@@ -30,6 +36,7 @@ __all__ = [
     "RegistryClient",
     "UploadSession",
     "parse_rate_limit",
+    "probe_tls",
     "resolve_location",
 ]
 
@@ -151,6 +158,8 @@ class HostSettings:
 
     secure: bool = True
     credentials: CredentialProvider | None = None
+    #: Check the TLS certificate (off only for hosts the user named with `--insecure`).
+    verify: bool = True
 
 
 class RegistryClient:
@@ -171,7 +180,7 @@ class RegistryClient:
         self.policy = policy or RetryPolicy()
         self._http = httpx.AsyncClient(
             transport=transport,
-            verify=True,
+            verify=settings.verify,
             timeout=httpx.Timeout(timeout, connect=15.0),
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
             headers={"User-Agent": USER_AGENT},
@@ -541,6 +550,19 @@ def _next_link(header: str | None) -> str | None:
         if match and re.search(r'rel="?next"?', match.group(2)):
             return match.group(1)
     return None
+
+
+async def probe_tls(host: str) -> bool:
+    """Whether `host` speaks TLS (certificate unchecked), for `--insecure`: False when its
+    port answers a handshake as plain HTTP does. Any other failure says True and leaves the
+    real requests to report it."""
+    # Unverified on purpose: this only asks whether the port speaks TLS at all.
+    async with httpx.AsyncClient(verify=False, timeout=10.0) as http:  # noqa: S501
+        try:
+            await http.get(f"https://{host}/v2/", headers={"User-Agent": USER_AGENT})
+        except httpx.TransportError as exc:
+            return not answered_plain_http(exc)
+    return True
 
 
 class Registries:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +14,15 @@ import httpx
 
 from sync.errors import RegistryError
 
-__all__ = ["RETRYABLE_STATUS", "Reply", "RetryPolicy", "parse_retry_after", "send_with_retry"]
+__all__ = [
+    "RETRYABLE_STATUS",
+    "Reply",
+    "RetryPolicy",
+    "answered_plain_http",
+    "parse_retry_after",
+    "send_with_retry",
+    "tls_failure",
+]
 
 #: Statuses a retry can fix. Never 401/403/404: those need a different request, not the same.
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -72,6 +81,58 @@ _TRANSIENT_TRANSPORT = (httpx.NetworkError, httpx.TimeoutException, httpx.Remote
 
 #: Bodies read into memory (manifests, tokens, tag lists, errors) are capped at this size.
 MAX_BUFFERED_BODY = 8 * 1024 * 1024
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx wraps httpcore, which wraps the ssl module's error
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+_PLAIN_HTTP_MARKS = (
+    "wrong_version_number",
+    "wrong version number",
+    "record layer failure",
+    "http_request",
+    "http request",
+    "packet length too long",
+)
+
+
+def answered_plain_http(exc: BaseException) -> bool:
+    """Whether `exc` is a TLS handshake that met a port speaking plain HTTP."""
+    error = _ssl_error(exc)
+    text = f"{error.reason or ''} {error}".lower() if error is not None else ""
+    return any(mark in text for mark in _PLAIN_HTTP_MARKS)
+
+
+def tls_failure(exc: BaseException) -> str | None:
+    """What went wrong when `exc` is a failed TLS handshake, with the way out; else None.
+
+    A handshake that meets a plain-HTTP port fails at once (OpenSSL's WRONG_VERSION_NUMBER,
+    or "record layer failure", "http request" in other versions): no retry can help and the
+    fix is a setting, so it is said at once rather than retried for seconds.
+    """
+    error = _ssl_error(exc)
+    if error is None:
+        return None
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return (
+            f"TLS certificate not trusted ({error.verify_message or error.reason}); for a "
+            "registry with a self-signed certificate use --insecure on the command line"
+        )
+    how = (
+        'use --insecure on the command line, or set "tls": "disabled" for this host in the '
+        'config\'s "registries"'
+    )
+    if answered_plain_http(exc):
+        return f"TLS handshake failed: the port speaks plain HTTP, not HTTPS; {how}"
+    return f"TLS handshake failed ({error.reason or error}); {how}"
 
 
 @dataclass(slots=True)
@@ -154,6 +215,9 @@ async def send_with_retry(
         except _TRANSIENT_TRANSPORT as exc:
             if response is not None:
                 await response.aclose()
+            tls = tls_failure(exc)
+            if tls is not None:
+                raise RegistryError(tls, method=method, url=str(url), kind="TLS_ERROR") from None
             error = RegistryError(
                 f"{type(exc).__name__}: {exc or 'connection failed'}",
                 method=method,
