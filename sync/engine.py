@@ -9,25 +9,28 @@ run's time budget is spent, or the upstream pull allowance fell below its floor 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sync.auth import CredentialProvider, pull_scope
 from sync.config import Config, ImageConfig
-from sync.copy import Copier, CopyResult, settle
+from sync.copy import Copier, CopyProgress, CopyResult, settle
 from sync.errors import (
     AuthenticationError,
     DeadlineExceeded,
     ImageSyncError,
+    ManifestError,
     PullBudgetExhausted,
     RegistryError,
     UpstreamMissingError,
 )
+from sync.oci import Descriptor
 from sync.reference import Reference
-from sync.registry import HostSettings, ManifestInfo, Registries, RegistryClient
+from sync.registry import HostSettings, ManifestInfo, Registries, RegistryClient, probe_tls
 from sync.report import (
     ErrorInfo,
     ImageReport,
@@ -38,9 +41,12 @@ from sync.report import (
     TagState,
     build_report,
 )
-from sync.versions import newest_versions, select_new_tags
+from sync.versions import discovery_candidates, select_new_tags
 
-__all__ = ["DiscoveredTag", "Engine", "RunOptions", "registries_for"]
+__all__ = ["DiscoveredTag", "Engine", "RunOptions", "insecure_hosts", "registries_for"]
+
+#: Makes the progress display of one copy, given what it copies ("image:tag" or a reference).
+ProgressFactory = Callable[[str], CopyProgress]
 
 log = logging.getLogger("image_sync")
 
@@ -71,7 +77,10 @@ PULLS_PER_COPY = 4
 
 @dataclass(frozen=True, slots=True)
 class DiscoveredTag:
+    """One tag of the discovery window: whether it is configured, whether the target has it."""
+
     tag: str
+    configured: bool
     on_target: bool
 
 
@@ -90,12 +99,13 @@ class Engine:
         config: Config,
         registries: Registries,
         *,
-        progress: Callable[[int], None] | None = None,
+        progress: ProgressFactory | None = None,
         blob_concurrency: int = 4,
     ) -> None:
         self.config = config
         self.registries = registries
-        self._copier = Copier(blob_concurrency=blob_concurrency, progress=progress)
+        self._progress = progress
+        self._copier = Copier(blob_concurrency=blob_concurrency)
         #: Upstream pulls reserved by copies under way, per registry host.
         self._pulls_reserved: dict[str, int] = {}
         #: Upstream hosts that answered a copy with 429 and a spent allowance in this run.
@@ -305,6 +315,7 @@ class Engine:
                 image.upstream_ref.with_tag(tag).with_digest(up.digest),
                 target,
                 image.target_ref.with_tag(tag),
+                progress=self._progress(f"{image.name}:{tag}") if self._progress else None,
             )
             timeout = None if hard is None else max(hard - time.monotonic(), 0.0)
             result = await asyncio.wait_for(copying, timeout)
@@ -373,26 +384,77 @@ class Engine:
     async def copy(self, source: Reference, target: Reference) -> CopyResult:
         """Copy one image reference (the CLI's `copy`), with this run's clients and progress."""
         return await self._copier.copy(
-            self._client(source.host), source, self._client(target.host), target
+            self._client(source.host),
+            source,
+            self._client(target.host),
+            target,
+            progress=self._progress(str(target)) if self._progress else None,
         )
 
     # -- read-only helpers for the CLI ----------------------------------------------------------
 
-    async def discover(self, name: str, count: int) -> list[DiscoveredTag]:
-        """The newest `count` upstream version tags that are not configured, and whether the
-        target has each. No writes."""
+    async def discovery_window(self, name: str, count: int | None = None) -> list[str]:
+        """The window sync's discovery uses for image `name`: the newest `count` upstream
+        version tags (default: the image's `max_tags_to_check`) after `tag_pattern`, newest
+        first, configured tags included (they take their places in it)."""
         image = self.config.image(name)
+        limit = image.effective_max_tags_to_check(self.config) if count is None else count
         tags = await self._client(image.upstream_ref.host).tag_list(image.upstream_ref.repository)
-        chosen = newest_versions(
-            tags, pattern=image.tag_regex, exclude=set(image.tags), limit=count
-        )
+        # select_new_tags with nothing excluded: exactly the window a run takes.
+        return select_new_tags(tags, limit=limit, pattern=image.tag_regex, exclude=())
+
+    async def discover(self, name: str, count: int | None = None) -> list[DiscoveredTag]:
+        """`discovery_window`, each tag with whether it is configured and whether the target
+        has it. No writes."""
+        image = self.config.image(name)
+        window = await self.discovery_window(name, count)
         target = self._client(image.target_ref.host)
         heads = await settle(
-            *(_target_head(target, image.target_ref.repository, tag) for tag in chosen)
+            *(_target_head(target, image.target_ref.repository, tag) for tag in window)
         )
         return [
-            DiscoveredTag(tag, head is not None) for tag, head in zip(chosen, heads, strict=True)
+            DiscoveredTag(tag, tag in image.tags, head is not None)
+            for tag, head in zip(window, heads, strict=True)
         ]
+
+    async def tags(self, repository: Reference, *, versions: bool = False) -> list[str]:
+        """A repository's tags in the registry's order; `versions`: the version-like ones,
+        newest first, by the discovery rules."""
+        tags = await self._client(repository.host).tag_list(repository.repository)
+        if versions:
+            return [version.tag for version in discovery_candidates(tags)]
+        return tags
+
+    async def manifest(self, ref: Reference) -> bytes:
+        """The manifest's bytes exactly as the registry serves them (checked against the
+        digest asked for or announced)."""
+        client = self._client(ref.host)
+        return (await client.manifest_get(ref.repository, ref.identifier)).raw
+
+    async def digest(self, ref: Reference, platform: str | None = None) -> str:
+        """The manifest digest `ref` resolves to (a HEAD: no Docker Hub pull); with `platform`
+        (`os/arch[/variant]`), the digest of that platform's image in the index."""
+        client = self._client(ref.host)
+        if platform is None:
+            info = await client.manifest_head(ref.repository, ref.identifier)
+            if info is None:
+                raise UpstreamMissingError(f"{ref}: no such manifest")
+            return info.digest
+        manifest = await client.manifest_get(ref.repository, ref.identifier)
+        if manifest.is_index:
+            children = [c for c in manifest.children() if c.platform]
+            chosen = _platform_match(children, platform)
+            if chosen is None:
+                listed = ", ".join(sorted({c.platform or "" for c in children})) or "none"
+                raise ManifestError(f"{ref}: no {platform} image in the index (it has {listed})")
+            return chosen.digest
+        # One image: its config says which platform it is for.
+        config_blob = manifest.blobs()[0]
+        doc = await client.blob_get(ref.repository, config_blob.digest)
+        own = _config_platform(doc)
+        if own is None or _platform_match([Descriptor("", manifest.digest, 0, own)], platform):
+            return manifest.digest
+        raise ManifestError(f"{ref}: a single {own} image, not {platform}")
 
     async def check_access(self, host: str, repository: str, *, required: bool) -> str:
         """Reach a registry, authenticate for pulling `repository`, and HEAD it. Returns a
@@ -430,10 +492,54 @@ def _info(error: ImageSyncError) -> ErrorInfo:
     return ErrorInfo.from_error(error)
 
 
-def registries_for(config: Config, credentials: CredentialProvider | None) -> Registries:
-    """Registry clients that follow the config: TLS per host, credentials from `credentials`."""
+def _platform_match(children: Sequence[Descriptor], wanted: str) -> Descriptor | None:
+    """The child for `os/arch[/variant]`: an exact match, else (no variant asked for) the
+    first child of that os/arch (`linux/arm64` finds `linux/arm64/v8`)."""
+    for child in children:
+        if child.platform == wanted:
+            return child
+    if wanted.count("/") == 1:
+        for child in children:
+            if child.platform and child.platform.startswith(wanted + "/"):
+                return child
+    return None
+
+
+def _config_platform(raw: bytes) -> str | None:
+    """`os/arch[/variant]` from an image config blob, None when it does not say."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not doc.get("os") or not doc.get("architecture"):
+        return None
+    parts = [str(doc["os"]), str(doc["architecture"])]
+    if doc.get("variant"):
+        parts.append(str(doc["variant"]))
+    return "/".join(parts)
+
+
+async def insecure_hosts(hosts: Iterable[str]) -> dict[str, bool]:
+    """For `--insecure`: each host → whether to speak TLS to it (unverified), by asking it."""
+    unique = sorted(set(hosts))
+    secure = await asyncio.gather(*(probe_tls(host) for host in unique))
+    return dict(zip(unique, secure, strict=True))
+
+
+def registries_for(
+    config: Config,
+    credentials: CredentialProvider | None,
+    *,
+    insecure: Mapping[str, bool] | None = None,
+) -> Registries:
+    """Registry clients that follow the config: TLS per host, credentials from `credentials`.
+    `insecure` (from `insecure_hosts`) overrides the config for the hosts it names: TLS
+    without certificate checks, or plain HTTP."""
+    overrides = dict(insecure or {})
 
     def settings_for(host: str) -> HostSettings:
+        if host in overrides:
+            return HostSettings(secure=overrides[host], credentials=credentials, verify=False)
         return HostSettings(secure=config.tls_enabled(host), credentials=credentials)
 
     return Registries(settings_for)
