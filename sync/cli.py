@@ -602,15 +602,9 @@ class _App:
 
     # check-deps ----------------------------------------------------------------------------
     def check_deps(self) -> int:
-        results: list[dict[str, object]] = []
-        try:
-            path = self.config_path()
-            config = load_config(path)
-            results.append({"check": "config", "ok": True, "detail": str(path)})
-        except ConfigError as exc:
-            results.append({"check": "config", "ok": False, "detail": str(exc)})
-            self._deps_out(results)
-            return EXIT_USAGE
+        path = self.config_path()
+        config = load_config(path)  # invalid: exit 2 with the reason, before any request
+        results: list[dict[str, object]] = [{"check": "config", "ok": True, "detail": str(path)}]
 
         async def body(engine: Engine) -> int:
             checks: dict[tuple[str, str], bool] = {}

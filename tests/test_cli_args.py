@@ -150,6 +150,7 @@ def test_global_options_work_after_the_command_too(
         (["copy", "not a reference", "x/y"], "USAGE"),
         (["digest", "--platform", "linux", "x/y:1"], "USAGE"),
         (["list"], "CONFIG_INVALID"),
+        (["check-deps"], "CONFIG_INVALID"),
     ],
 )
 def test_json_failures_print_an_error_object_on_stdout_with_exit_2(
