@@ -583,10 +583,12 @@ def _partial_cross_problems(data: Mapping[Any, Any]) -> list[str]:
             # name and target checks when those fields are valid themselves: one pass lists
             # a duplicate name, a duplicate target and a duplicate tag together. The stand-in
             # tag keeps the "nothing would be mirrored" check out of it.
+            if not isinstance(raw, dict):
+                continue
             identity = {k: raw[k] for k in ("name", "upstream", "target") if k in raw}
             try:
                 images.append((i, ImageConfig.model_validate({**identity, "tags": ["latest"]})))
-            except (ValidationError, RecursionError, TypeError):
+            except (ValidationError, RecursionError):
                 continue
     check = data.get("check_new_tags", False)
     limit = data.get("max_tags_to_check", 10)
