@@ -321,7 +321,7 @@ class _CliLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def format(self, record: logging.LogRecord) -> str:
         summary = getattr(record, "summary", None)
-        if self.status_command and getattr(record, "event", None) == "summary" and summary:
+        if self.status_command and isinstance(summary, dict):  # the run's outcome line
             # For `status`, "failed" means "not every tag is up to date": the line says it in
             # the table's words, so the two never disagree.
             return f"{record.levelname} status {_status_verdict(summary)}"
