@@ -5,6 +5,7 @@ before any network call (every config here points at a loopback port that refuse
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,19 @@ COMMANDS = (
     "digest",
     "manifest",
 )
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """`cli.main` sets up its loggers (handlers, level, no propagation); in process, put them
+    back as they were so that later tests' log capture still sees records."""
+    loggers = [logging.getLogger(name) for name in ("image_sync", "sync", "httpx")]
+    saved = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
+    yield
+    for logger, handlers, level, propagate in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @pytest.fixture
