@@ -58,6 +58,7 @@ demo:
 	exit $$code
 
 bench: setup
+	$(PY) bench/startup_bench.py
 	$(PY) bench/copy_bench.py
 	$(PY) bench/sync_bench.py
 

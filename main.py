@@ -16,6 +16,10 @@ from sync import service
 
 __all__ = ["sync_images"]
 
+# Headers that only label log lines (Cloud Run has checked the caller's token before this runs).
+_SCHEDULER_JOB = "X-CloudScheduler-JobName"
+_TASK_QUEUE = "X-CloudTasks-QueueName"
+
 
 @functions_framework.http
 def sync_images(request: flask.Request) -> flask.Response:
@@ -26,8 +30,14 @@ def sync_images(request: flask.Request) -> flask.Response:
     except Exception:  # the edge: never a traceback (or anything in it) in a response
         with contextlib.suppress(Exception):
             service.install_logging()
-        service.log.exception("internal error in the HTTP adapter", extra={"event": "internal"})
+        trigger = service.trigger_of(
+            request.headers.get(_SCHEDULER_JOB), request.headers.get(_TASK_QUEUE)
+        )
         answer = service.internal_error()
+        with service.log_context(trigger=trigger):
+            service.log.exception("internal error in the HTTP adapter", extra={"event": "internal"})
+            # handle() writes the summary line of every request it answers; this one it did not.
+            service.log_summary(trigger, answer)
     return flask.Response(
         answer.body, status=answer.status, headers=dict(answer.headers), mimetype="application/json"
     )
@@ -44,7 +54,8 @@ def _incoming(request: flask.Request) -> service.Incoming:
         body=body,
         content_length=length,
         query=tuple(request.args.items(multi=True)),
-        scheduler_job=request.headers.get("X-CloudScheduler-JobName"),
+        scheduler_job=request.headers.get(_SCHEDULER_JOB),
+        task_queue=request.headers.get(_TASK_QUEUE),
         trace_header=request.headers.get("X-Cloud-Trace-Context")
         or request.headers.get("traceparent"),
     )

@@ -97,7 +97,7 @@ class Demo:
         self.seed_upstream()
         self.write_config()
         with self.out.step("`image-sync status` before the first run: missing everywhere"):
-            self.status(expect=1, meaning="1 = not every tag is up to date")
+            self.status(expect=4, meaning="4 = every tag compared, some would be copied")
         with self.out.step("`image-sync discover`: upstream's newest versions, in version order"):
             listed = self.cli("discover", "examples-httpbin", expect=0)
             order = [line.split()[0] for line in listed.splitlines()[1:] if line.strip()]

@@ -23,12 +23,10 @@ locals {
   ])))
 
   # The deployed source: exactly these files, at the zip root. Everything else in the repository
-  # (tests, bench, docs, infra, virtual environments, caches) stays out.
+  # (tests, bench, docs, infra, virtual environments, caches, and any stray file under sync/,
+  # which archive_file could not read if it were binary) stays out.
   source_files = sort(concat(
-    ["main.py", "requirements.txt", local.config_file_name],
-    [
-      for relpath in fileset(local.repo_root, "sync/**") : relpath
-      if length(regexall("(^|/)__pycache__/|\\.py[co]$", relpath)) == 0
-    ],
+    ["main.py", "requirements.txt", local.config_file_name, "sync/py.typed"],
+    tolist(fileset(local.repo_root, "sync/**/*.py")),
   ))
 }

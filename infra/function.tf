@@ -9,6 +9,8 @@ resource "google_cloudfunctions2_function" "sync" {
     runtime         = "python312"
     entry_point     = "sync_images"
     service_account = google_service_account.build.id
+    # Our repository with its cleanup policy (build.tf), not the default gcf-artifacts.
+    docker_repository = google_artifact_registry_repository.builds.id
 
     source {
       storage_source {
@@ -47,10 +49,8 @@ resource "google_cloudfunctions2_function" "sync" {
     }
   }
 
-  depends_on = [
-    google_project_iam_member.build,
-    google_project_service.services,
-  ]
+  # The build account's grants must have propagated before the build starts (build.tf).
+  depends_on = [time_sleep.build_grants]
 }
 
 # Gen2 functions are Cloud Run services of the same name, and invoking one is Cloud Run's

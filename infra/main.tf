@@ -14,18 +14,17 @@ locals {
     "cloudresourcemanager.googleapis.com",
     "cloudscheduler.googleapis.com",
     "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
   ])
 
-  # Roles of the build service account, as documented for a user-specified Cloud Build service
-  # account of a function: build logs, the built image, and reading the uploaded source.
-  build_roles = toset([
-    "roles/artifactregistry.writer",
-    "roles/logging.logWriter",
-    "roles/storage.objectAdmin",
-  ])
+  # How long to wait after enabling APIs and after granting roles: both are eventually
+  # consistent, and the first calls that need them fail for a minute or so (Google's own
+  # Cloud Functions gen2 example waits 60 s).
+  propagation_wait = "60s"
 }
 
 resource "google_project_service" "services" {
@@ -36,6 +35,25 @@ resource "google_project_service" "services" {
   disable_on_destroy = false
 }
 
+# Everything that calls an API enabled above depends on this wait, not on the services
+# themselves: a freshly enabled API answers "has not been used in project ... or it is disabled"
+# for a while. A new API in the list waits again.
+resource "time_sleep" "apis" {
+  create_duration = local.propagation_wait
+
+  triggers = {
+    services = join(",", sort(tolist(local.services)))
+  }
+
+  depends_on = [google_project_service.services]
+}
+
+data "google_project" "this" {
+  project_id = var.project_id
+
+  depends_on = [time_sleep.apis]
+}
+
 # The identity the function runs as. It has no project roles: only secretAccessor on its own
 # secrets (secrets.tf). Logs written to stdout/stderr reach Cloud Logging without any role.
 resource "google_service_account" "runtime" {
@@ -44,7 +62,7 @@ resource "google_service_account" "runtime" {
   display_name = "${var.name_prefix} function runtime"
   description  = "Runs the ${var.name_prefix} function; reads the registry credentials in Secret Manager."
 
-  depends_on = [google_project_service.services]
+  depends_on = [time_sleep.apis]
 }
 
 # The identity Cloud Scheduler signs its OIDC token with; its only right is run.invoker on the
@@ -55,24 +73,5 @@ resource "google_service_account" "invoker" {
   display_name = "${var.name_prefix} scheduler invoker"
   description  = "Identity of the Cloud Scheduler job that calls the ${var.name_prefix} function."
 
-  depends_on = [google_project_service.services]
-}
-
-# The identity Cloud Build uses to build the function. Since July 2024, new projects no longer give
-# the default build account enough rights to build functions, so the build gets its own account.
-resource "google_service_account" "build" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-build"
-  display_name = "${var.name_prefix} function build"
-  description  = "Builds the ${var.name_prefix} function's container image with Cloud Build."
-
-  depends_on = [google_project_service.services]
-}
-
-resource "google_project_iam_member" "build" {
-  for_each = local.build_roles
-
-  project = var.project_id
-  role    = each.value
-  member  = "serviceAccount:${google_service_account.build.email}"
+  depends_on = [time_sleep.apis]
 }

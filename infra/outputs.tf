@@ -45,3 +45,27 @@ output "source_object" {
   description = "The uploaded source zip (its name carries the zip's MD5)."
   value       = "gs://${google_storage_bucket.source.name}/${google_storage_bucket_object.source.name}"
 }
+
+output "run_metric" {
+  description = "The log-based metric that counts the function's summary lines (labels: status, trigger, image)."
+  value       = "logging.googleapis.com/user/${google_logging_metric.runs.name}"
+}
+
+output "alert_policies" {
+  description = "The alert policies, by what they watch."
+  value = {
+    run_failed    = google_monitoring_alert_policy.run_failed.name
+    no_run        = google_monitoring_alert_policy.no_run.name
+    stuck_partial = google_monitoring_alert_policy.stuck_partial.name
+  }
+}
+
+output "notification_channels" {
+  description = "The channels every alert notifies: one per alert_emails address, then alert_notification_channels."
+  value       = local.alert_channels
+}
+
+output "build_repository" {
+  description = "The Artifact Registry repository the function's images are built into."
+  value       = google_artifact_registry_repository.builds.id
+}

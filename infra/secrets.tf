@@ -7,11 +7,16 @@ resource "google_secret_manager_secret" "registry" {
   project   = var.project_id
   secret_id = each.value
 
+  # Removing a "secret:NAME" reference from the config would otherwise destroy the secret and
+  # every version of its value on the next apply. With this on, such an apply stops with an
+  # error instead; the README ("Secrets") says how to delete a secret on purpose.
+  deletion_protection = true
+
   replication {
     auto {}
   }
 
-  depends_on = [google_project_service.services]
+  depends_on = [time_sleep.apis]
 }
 
 # The runtime account may read exactly these secrets, and nothing else may be granted here.

@@ -40,7 +40,7 @@ resource "google_storage_bucket" "source" {
     }
   }
 
-  depends_on = [google_project_service.services]
+  depends_on = [time_sleep.apis]
 }
 
 # The MD5 in the name makes every code change a new object, which makes the function rebuild.
@@ -48,4 +48,10 @@ resource "google_storage_bucket_object" "source" {
   bucket = google_storage_bucket.source.name
   name   = "source/${var.name_prefix}-${data.archive_file.source.output_md5}.zip"
   source = data.archive_file.source.output_path
+
+  # The new zip is uploaded before the old one is deleted: if the function's build then fails,
+  # the function still points at an object that exists.
+  lifecycle {
+    create_before_destroy = true
+  }
 }

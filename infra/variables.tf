@@ -50,3 +50,42 @@ variable "scheduler_retry_count" {
     error_message = "scheduler_retry_count must be a whole number from 0 to 5 (the Cloud Scheduler limit)."
   }
 }
+
+variable "alerting_enabled" {
+  description = "Whether the alert policies notify (a failed run, no run for 26 h, runs partial for 3 days). On by default; the log-based metric is kept either way."
+  type        = bool
+  default     = true
+}
+
+variable "alert_emails" {
+  description = "E-mail addresses that receive the alerts; each becomes an e-mail notification channel. At least one address or one alert_notification_channels entry is needed while alerting_enabled is true."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for address in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", address))
+    ])
+    error_message = "Each alert_emails entry must be one e-mail address, such as oncall@example.com."
+  }
+}
+
+variable "alert_notification_channels" {
+  description = "Existing Cloud Monitoring notification channels (ids of the form projects/PROJECT/notificationChannels/ID, e.g. a PagerDuty or Slack channel) that receive the alerts too."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for channel in var.alert_notification_channels :
+      can(regex("^projects/[^/]+/notificationChannels/[^/]+$", channel))
+    ])
+    error_message = "Each alert_notification_channels entry must be a channel id: projects/PROJECT/notificationChannels/ID."
+  }
+}
+
+variable "runbook_url" {
+  description = "Where the alerts' runbook can be read, e.g. the URL of infra/README.md#runbook in your repository host; named in every alert's documentation. Empty: the alerts name the file."
+  type        = string
+  default     = ""
+}

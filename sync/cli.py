@@ -12,7 +12,6 @@ request. Logs go to stderr and never repeat the table: per-tag lines are shown w
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -20,17 +19,21 @@ import re
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TextIO
 
 from sync import __version__
-from sync.config import Config, find_cli_config, load_config
-from sync.credentials import CredentialResolver
-from sync.engine import Engine, RunOptions, insecure_hosts, registries_for
 from sync.errors import ConfigError, ConfigMissingError, ImageSyncError, UsageError
 from sync.progress import Display
 from sync.reference import Reference, is_tag, parse_reference
-from sync.report import Report
 from sync.versions import discovery_candidates
+
+if TYPE_CHECKING:
+    from sync.config import Config
+    from sync.engine import Engine, RunOptions
+    from sync.report import Report
+
+# The config (pydantic), the engine, asyncio and the HTTP stack are imported by the commands
+# that use them, not here: `--version` and `--help` start in a fraction of the time.
 
 __all__ = ["main"]
 
@@ -274,6 +277,17 @@ def _print_report(report: Report, out: TextIO, *, command: str = "sync") -> None
                 note = ("discovered; " + note).rstrip("; ")
             if tag.bytes_copied:
                 note = (note + f" {tag.bytes_copied} bytes").strip()
+            moved = [
+                f"{n} {what}"
+                for what, n in (
+                    ("copied", tag.referrers.copied),
+                    ("would copy", tag.referrers.would_copy),
+                    ("failed", tag.referrers.failed),
+                )
+                if n
+            ]
+            if moved:
+                note = (note + "; referrers: " + ", ".join(moved)).lstrip("; ")
             rows.append(
                 [
                     image.name,
@@ -364,6 +378,8 @@ def _setup_logging(verbose: bool, quiet: bool) -> _CliLogHandler:
 
 
 def _run(coro: Coroutine[Any, Any, int]) -> int:
+    import asyncio  # noqa: PLC0415
+
     return asyncio.run(coro)
 
 
@@ -388,15 +404,21 @@ class _App:
         self.logs = logs
 
     def config_path(self) -> Path:
+        from sync.config import find_cli_config  # noqa: PLC0415
+
         path = find_cli_config(self.args.config, self.env, Path.cwd())
         assert path is not None  # required: raises when there is none
         return path
 
     def config(self) -> Config:
+        from sync.config import load_config  # noqa: PLC0415
+
         return load_config(self.config_path())
 
     def optional_config(self) -> Config:
         """The config when one is found; else an empty one (copy, tags, digest, manifest)."""
+        from sync.config import Config, find_cli_config, load_config  # noqa: PLC0415
+
         path = find_cli_config(self.args.config, self.env, Path.cwd(), required=False)
         return load_config(path) if path is not None else Config(images=())
 
@@ -418,6 +440,9 @@ class _App:
     ) -> int:
         """Runs `body` with an engine on `config`; `named` are the references given on the
         command line (the hosts `--insecure` applies to)."""
+        from sync.credentials import CredentialResolver  # noqa: PLC0415
+        from sync.engine import Engine, insecure_hosts, registries_for  # noqa: PLC0415
+
         insecure = await insecure_hosts(ref.host for ref in named) if self.args.insecure else None
         credentials = CredentialResolver(config, env=self.env)
         display = self._display()
@@ -436,6 +461,8 @@ class _App:
 
     # validate ----------------------------------------------------------------------------
     def validate(self) -> int:
+        from sync.config import load_config  # noqa: PLC0415
+
         path = self.config_path()
         try:
             config = load_config(path)
@@ -511,6 +538,8 @@ class _App:
 
     def status(self) -> int:
         config = self.config()
+        from sync.engine import RunOptions  # noqa: PLC0415
+
         options = RunOptions(images=self._names(config, self.args.image), compare_only=True)
         return _run(self.with_engine(config, lambda engine: self._report(engine, options)))
 
@@ -520,6 +549,8 @@ class _App:
         tag: str | None = self.args.tag
         if tag is not None:
             self._check_tag(config, tag)
+        from sync.engine import RunOptions  # noqa: PLC0415
+
         options = RunOptions(
             images=names,
             tags=(tag,) if tag else None,
@@ -602,6 +633,10 @@ class _App:
 
     # check-deps ----------------------------------------------------------------------------
     def check_deps(self) -> int:
+        import asyncio  # noqa: PLC0415
+
+        from sync.config import load_config  # noqa: PLC0415
+
         path = self.config_path()
         config = load_config(path)  # invalid: exit 2 with the reason, before any request
         results: list[dict[str, object]] = [{"check": "config", "ok": True, "detail": str(path)}]

@@ -269,6 +269,9 @@ class ImageConfig(BaseModel):
     check_new_tags: bool | None = None
     max_tags_to_check: int | None = None
     tag_pattern: StrictStr | None = None
+    #: Mirror the signatures, attestations and SBOMs referring to each mirrored digest (None:
+    #: the top-level setting).
+    referrers: bool | None = None
 
     @field_validator("name")
     @classmethod
@@ -351,6 +354,10 @@ class ImageConfig(BaseModel):
             return config.max_tags_to_check
         return self.max_tags_to_check
 
+    def effective_referrers(self, config: Config) -> bool:
+        """Whether this image's referrers are mirrored (its own setting, else the config's)."""
+        return config.referrers if self.referrers is None else self.referrers
+
     def discovers_tags(self, config: Config) -> bool:
         """Discovery is on and may find something (`max_tags_to_check` > 0)."""
         return (
@@ -368,6 +375,8 @@ class Config(BaseModel):
     check_new_tags: bool = False
     max_tags_to_check: int = 10
     sync_schedule: StrictStr = "0 2 * * *"
+    #: Mirror referrers (cosign digest tags, OCI 1.1 referrers) along with the images.
+    referrers: bool = True
     registries: dict[_RegistryKey, RegistrySettings] = Field(default_factory=dict)
 
     @field_validator("max_tags_to_check")

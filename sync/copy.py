@@ -174,6 +174,19 @@ class Copier:
             unique = {blob.digest: blob for blob in manifest.blobs()}
             await settle(*(self._copy_blob(src, dst, blob, stats) for blob in unique.values()))
 
+    async def source_manifest(
+        self, client: RegistryClient, repository: str, reference: str
+    ) -> Manifest:
+        """A source manifest through this run's cache (read once per digest)."""
+        return await self._source_manifest(_Side(client, repository), reference)
+
+    def source_manifest_read(self, host: str, repository: str, digest: str) -> Manifest | None:
+        """The source manifest this run already read by `digest`, if it did (no request)."""
+        pending = self._manifests.get((host, repository, digest))
+        if pending is None or not pending.done() or pending.cancelled():
+            return None
+        return None if pending.exception() is not None else pending.result()
+
     async def _source_manifest(self, src: _Side, reference: str) -> Manifest:
         """A source manifest; read once per run when asked by digest, even by concurrent
         copies (on Docker Hub every manifest GET is a pull)."""

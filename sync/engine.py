@@ -30,11 +30,20 @@ from sync.errors import (
 )
 from sync.oci import Descriptor
 from sync.reference import Reference
-from sync.registry import HostSettings, ManifestInfo, Registries, RegistryClient, probe_tls
+from sync.referrers import ReferrerJob, Referrers
+from sync.registry import (
+    MAX_CONNECTIONS,
+    HostSettings,
+    ManifestInfo,
+    Registries,
+    RegistryClient,
+    probe_tls,
+)
 from sync.report import (
     ErrorInfo,
     ImageReport,
     RateLimit,
+    ReferrerReport,
     Report,
     TagAction,
     TagReport,
@@ -67,8 +76,14 @@ class RunOptions:
     #: with DEADLINE, so the report is still complete); None: never.
     hard_deadline: float | None = None
     pull_floor: int = 10
+    #: Copies under way at once per upstream host.
     concurrency: int = 8
 
+
+#: Tags compared at once per upstream host (a manifest HEAD on each side; no pulls): as many as
+#: a registry client keeps connections, so a warm run costs a few rounds of HEADs, not one
+#: round per `RunOptions.concurrency` tags. Copies are bounded by `concurrency`.
+COMPARE_CONCURRENCY = MAX_CONNECTIONS
 
 #: Docker Hub pulls one copy is assumed to spend while it runs (index + children), reserved
 #: against the announced allowance so that concurrent copies don't overspend it together.
@@ -106,6 +121,7 @@ class Engine:
         self.registries = registries
         self._progress = progress
         self._copier = Copier(blob_concurrency=blob_concurrency)
+        self._referrers = Referrers(self._copier)
         #: Upstream pulls reserved by copies under way, per registry host.
         self._pulls_reserved: dict[str, int] = {}
         #: Upstream hosts that answered a copy with 429 and a spent allowance in this run.
@@ -121,6 +137,7 @@ class Engine:
         hard = clock0 + options.hard_deadline if options.hard_deadline is not None else None
         images = self._select_images(options.images)
         slots: dict[str, asyncio.Semaphore] = {}
+        copy_slots: dict[str, asyncio.Semaphore] = {}
 
         async def one_image(image: ImageConfig) -> ImageReport:
             work = [_Work(image, tag, False) for tag in image.tags]
@@ -130,12 +147,15 @@ class Engine:
             if options.discover and not options.compare_only and image.discovers_tags(self.config):
                 found, discovery_error = await self._discover_work(image, options)
                 work += found
-            slot = slots.setdefault(image.upstream_ref.host, asyncio.Semaphore(options.concurrency))
+            host = image.upstream_ref.host
+            slot = slots.setdefault(host, asyncio.Semaphore(COMPARE_CONCURRENCY))
+            copy_slot = copy_slots.setdefault(host, asyncio.Semaphore(options.concurrency))
 
             async def guarded(item: _Work) -> TagReport:
                 async with slot:
                     try:
-                        return await self._tag(item, options, deadline, hard)
+                        report = await self._tag(item, options, deadline, hard, copy_slot)
+                        return await self._tag_referrers(item, report, options, deadline, hard)
                     except Exception as exc:  # a bug must cost one tag, not the run
                         log.exception("%s:%s failed unexpectedly", image.name, item.tag)
                         return TagReport(
@@ -185,7 +205,7 @@ class Engine:
             s.discovered,
             s.bytes_copied,
             report.duration_s,
-            extra={"event": "summary", "status": report.status, "summary": s.model_dump()},
+            extra={"event": "run_finished", "status": report.status, "summary": s.model_dump()},
         )
         return report
 
@@ -220,6 +240,10 @@ class Engine:
                 extra={"event": "discovery_failed", "image": image.name, "code": exc.code},
             )
             return [], exc
+        # Referrers need this list too (their digest tags): it is read once.
+        self._referrers.remember_tags(
+            self._client(image.upstream_ref.host), image.upstream_ref.repository, tags
+        )
         chosen = select_new_tags(
             tags,
             limit=image.effective_max_tags_to_check(self.config),
@@ -236,7 +260,12 @@ class Engine:
         return self.registries.client(host)
 
     async def _tag(
-        self, work: _Work, options: RunOptions, deadline: float | None, hard: float | None
+        self,
+        work: _Work,
+        options: RunOptions,
+        deadline: float | None,
+        hard: float | None,
+        copy_slot: asyncio.Semaphore,
     ) -> TagReport:
         image, tag = work.image, work.tag
         fields: dict[str, object] = {"image": image.name, "tag": tag, "discovered": work.discovered}
@@ -301,8 +330,12 @@ class Engine:
                 extra={**fields, "action": "would_copy"},
             )
             return entry(state, "would_copy")
+        # A copy slot is taken before the refusal checks (deadline, pull budget) and released
+        # after the copy; nothing between here and the `try` below awaits.
+        await copy_slot.acquire()
         refusal = self._refusal(upstream, options, deadline)
         if refusal is not None:
+            copy_slot.release()
             log.warning("%s:%s deferred: %s", image.name, tag, refusal, extra=fields)
             return entry(state, "deferred", refusal)
         host = upstream.host
@@ -336,6 +369,7 @@ class Engine:
             return failed(exc, state)
         finally:
             self._pulls_reserved[host] -= PULLS_PER_COPY
+            copy_slot.release()
         stats = result.stats
         log.info(
             "%s:%s copied %s (%d bytes, %d blobs, %d already there)",
@@ -359,12 +393,125 @@ class Engine:
             blobs_skipped=stats.blobs_skipped,
         )
 
+    async def _tag_referrers(
+        self,
+        work: _Work,
+        report: TagReport,
+        options: RunOptions,
+        deadline: float | None,
+        hard: float | None,
+    ) -> TagReport:
+        """After the image: the referrers of its digest (and children), when the image is in
+        place (or, in a dry run, would be). Their outcome joins the tag's entry: a referrer
+        copied to an up-to-date image makes the action `copied`; a referrer that fails makes
+        the tag `failed` with the referrer's own cause; a refusal (time budget, pull allowance,
+        the upstream's 429) makes it `deferred`."""
+        image = work.image
+        if (
+            not image.effective_referrers(self.config)
+            or report.upstream_digest is None
+            or report.action not in ("up_to_date", "copied", "would_copy")
+        ):
+            return report
+        upstream = self._client(image.upstream_ref.host)
+        target = self._client(image.target_ref.host)
+        dry = options.dry_run or options.compare_only
+        fields = {"image": image.name, "tag": work.tag, "discovered": work.discovered}
+
+        def outcome(action: TagAction, error: ImageSyncError, counts: ReferrerReport) -> TagReport:
+            return report.model_copy(
+                update={"action": action, "error": _info(error), "referrers": counts}
+            )
+
+        if not dry and deadline is not None and time.monotonic() >= deadline:
+            late = DeadlineExceeded("time budget spent before the tag's referrers could start")
+            log.warning("%s:%s deferred: %s", image.name, work.tag, late, extra=fields)
+            return outcome("deferred", late, report.referrers)
+        job = ReferrerJob(
+            source=upstream,
+            source_ref=image.upstream_ref,
+            target=target,
+            target_ref=image.target_ref,
+            digest=report.upstream_digest,
+            dry_run=dry,
+            gate=lambda pulls: self._refusal(upstream, options, deadline, pulls=pulls),
+        )
+        host = upstream.host
+        try:
+            timeout = None if hard is None else max(hard - time.monotonic(), 0.0)
+            counts = await asyncio.wait_for(self._referrers.sync(job), timeout)
+        except TimeoutError:
+            cut = DeadlineExceeded("referrers cut off at the run's hard deadline")
+            log.error("%s:%s failed: %s", image.name, work.tag, cut, extra=fields)
+            return outcome("failed", cut, report.referrers)
+        except ImageSyncError as exc:
+            if exc.code in ("DEADLINE", "PULL_BUDGET") or (
+                isinstance(exc, RegistryError)
+                and exc.code == "TOOMANYREQUESTS"
+                and f"//{host}/" in exc.url
+            ):
+                if isinstance(exc, RegistryError):
+                    if upstream.rate_limit is not None:
+                        self._exhausted.add(host)
+                    exc = PullBudgetExhausted(f"{host} refused the pull (429): {exc.message}")
+                log.warning("%s:%s referrers deferred: %s", image.name, work.tag, exc, extra=fields)
+                return outcome("deferred", exc, report.referrers)
+            log.error(
+                "%s:%s referrers failed: %s",
+                image.name,
+                work.tag,
+                exc,
+                extra={**fields, "action": "failed", "code": exc.code},
+            )
+            return outcome("failed", exc, report.referrers)
+        found = ReferrerReport(
+            copied=counts.copied,
+            would_copy=counts.would_copy,
+            present=counts.present,
+            failed=counts.failed,
+        )
+        if counts.error is not None:
+            error = counts.error
+            log.error(
+                "%s:%s %d referrer(s) failed: %s",
+                image.name,
+                work.tag,
+                counts.failed,
+                error,
+                extra={**fields, "action": "failed", "code": error.code},
+            )
+            return outcome("failed", error, found)
+        action = report.action
+        if action == "up_to_date" and counts.copied:
+            action = "copied"
+        elif action == "up_to_date" and counts.would_copy:
+            action = "would_copy"
+        if counts.copied or counts.would_copy:
+            log.info(
+                "%s:%s referrers: %d copied, %d would copy, %d present",
+                image.name,
+                work.tag,
+                counts.copied,
+                counts.would_copy,
+                counts.present,
+                extra={**fields, "action": action, "referrers": found.model_dump()},
+            )
+        return report.model_copy(update={"action": action, "referrers": found})
+
     def _refusal(
-        self, upstream: RegistryClient, options: RunOptions, deadline: float | None
+        self,
+        upstream: RegistryClient,
+        options: RunOptions,
+        deadline: float | None,
+        *,
+        pulls: bool = True,
     ) -> ImageSyncError | None:
-        """Why a copy must not start now, if it must not."""
+        """Why a copy (or, `pulls` false, a request that downloads no manifest) must not start
+        now, if it must not."""
         if deadline is not None and time.monotonic() >= deadline:
             return DeadlineExceeded("time budget spent before the copy could start")
+        if not pulls:
+            return None
         if upstream.host in self._exhausted:
             return PullBudgetExhausted(
                 f"{upstream.host} refused pulls (429) earlier in this run; not pulling until "

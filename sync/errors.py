@@ -21,6 +21,7 @@ __all__ = [
     "InvalidReferenceError",
     "ManifestError",
     "PullBudgetExhausted",
+    "ReferrersLimitError",
     "RegistryError",
     "UnsupportedError",
     "UpstreamMissingError",
@@ -200,3 +201,9 @@ class DeadlineExceeded(ImageSyncError):
 
     code = "DEADLINE"
     temporary = True
+
+
+class ReferrersLimitError(ImageSyncError):
+    """An image's referrers exceed the bounds on their number or nesting depth."""
+
+    code = "REFERRERS_LIMIT"

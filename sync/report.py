@@ -21,6 +21,7 @@ __all__ = [
     "ErrorInfo",
     "ImageReport",
     "RateLimit",
+    "ReferrerReport",
     "Report",
     "Status",
     "Summary",
@@ -60,6 +61,18 @@ class ErrorInfo(BaseModel):
         return cls(code=error.code, message=error.message)
 
 
+class ReferrerReport(BaseModel):
+    """A tag's referrers (signatures, attestations, SBOMs): how many were copied, would be
+    copied (dry run, `status`), were on the target already, or failed."""
+
+    model_config = _MODEL_CONFIG
+
+    copied: NonNegativeInt = 0
+    would_copy: NonNegativeInt = 0
+    present: NonNegativeInt = 0
+    failed: NonNegativeInt = 0
+
+
 class TagReport(BaseModel):
     """One tag of one image: what the comparison found (`state`) and what was done (`action`).
 
@@ -79,6 +92,7 @@ class TagReport(BaseModel):
     bytes_copied: NonNegativeInt = 0
     blobs_copied: NonNegativeInt = 0
     blobs_skipped: NonNegativeInt = 0
+    referrers: ReferrerReport = Field(default_factory=ReferrerReport)
     error: ErrorInfo | None = None
 
 
@@ -109,6 +123,8 @@ class Summary(BaseModel):
     deferred: NonNegativeInt
     discovered: NonNegativeInt
     bytes_copied: NonNegativeInt
+    referrers_copied: NonNegativeInt = 0
+    referrers_failed: NonNegativeInt = 0
 
 
 class RateLimit(BaseModel):
@@ -151,7 +167,16 @@ class Report(BaseModel):
         return self.model_dump_json(indent=indent)
 
     def exit_code(self, command: Command = "sync") -> int:
-        """The CLI exit code for this report (see `exit_code`)."""
+        """The CLI exit code for this report (see `exit_code`). For `status`: 0 when all is up
+        to date, 4 when every tag was compared and some would be copied (the image or only its
+        referrers), 1 when some tag could not be compared."""
+        if command == "status" and self.status != "ok":
+            compared = all(
+                tag.state in ("up_to_date", "outdated", "missing")
+                and tag.action in ("up_to_date", "would_copy")
+                for tag in self.all_tags()
+            )
+            return 4 if compared else 1
         return exit_code(self.status, command)
 
     def all_tags(self) -> Iterable[TagReport]:
@@ -171,7 +196,10 @@ def summarize(images: Iterable[ImageReport]) -> Summary:
       that make a sync `failed`, so a reader sees the reason for the status in the summary
       (per tag, the action tells the two apart);
     - `discovered`: entries with `discovered: true`, whatever their action;
-    - `bytes_copied`: the sum of the entries' `bytes_copied`.
+    - `bytes_copied`: the sum of the entries' `bytes_copied`;
+    - `referrers_copied`, `referrers_failed`: the sums of the entries' referrer counts. A tag
+      whose image was up to date but whose referrers were copied has action `copied` and is
+      counted in `copied`.
     """
     entries = [tag for image in images for tag in image.tags]
     actions = [tag.action for tag in entries]
@@ -183,6 +211,8 @@ def summarize(images: Iterable[ImageReport]) -> Summary:
         deferred=actions.count("deferred"),
         discovered=sum(1 for tag in entries if tag.discovered),
         bytes_copied=sum(tag.bytes_copied for tag in entries),
+        referrers_copied=sum(tag.referrers.copied for tag in entries),
+        referrers_failed=sum(tag.referrers.failed for tag in entries),
     )
 
 
@@ -190,13 +220,15 @@ def overall_status(images: Iterable[ImageReport], command: Command = "sync") -> 
     """The top-level status by DESIGN.md's rules.
 
     sync: `failed` when any tag's action is `failed` or `upstream_missing`; else `partial` when
-    any is `deferred`; else `ok`. status (the command): `ok` when every tag's state is
-    `up_to_date`, else `failed` (a tag never compared has state None, so it fails too).
+    any is `deferred`; else `ok`. status (the command): `ok` when every tag's state and action
+    are `up_to_date` (a tag whose referrers would be copied is not), else `failed` (a tag never
+    compared has state None, so it fails too).
     With no tags at all, both are `ok`.
     """
     entries = [tag for image in images for tag in image.tags]
     if command == "status":
-        return "ok" if all(tag.state == "up_to_date" for tag in entries) else "failed"
+        settled = all(tag.state == tag.action == "up_to_date" for tag in entries)
+        return "ok" if settled else "failed"
     actions = {tag.action for tag in entries}
     if actions & {"failed", "upstream_missing"}:
         return "failed"

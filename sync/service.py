@@ -8,9 +8,14 @@ outcome to a status (200 for an `ok` or `partial` report, 500 for `failed`, so C
 retries), and JSON log lines for Cloud Logging. Never imports Flask or the functions framework.
 
 Log lines (`JsonFormatter`) go to stdout, one JSON object each: `severity`, `message`, `time`,
-`logger`, the run's context (`run_id`, `scheduler_job` from `X-CloudScheduler-JobName`, the
-trace), then the fields the engine passes in `extra`. `LOG_LEVEL` (DEBUG, INFO, WARNING, ERROR;
-default INFO) sets the level. Request bodies and headers are never logged.
+`logger`, the run's context (`run_id`, `trigger`, `scheduler_job` from `X-CloudScheduler-JobName`,
+the trace), then the fields the engine passes in `extra`. `LOG_LEVEL` (DEBUG, INFO, WARNING,
+ERROR; default INFO) sets the level. Request bodies and headers are never logged.
+
+Every request, however it ends, writes exactly one summary line (`log_summary`): `event:
+"summary"`, `status`, `trigger`, `images`, `image` (when the run covered exactly one), the
+summary counts, and the error `code` when there was no report. infra/monitoring.tf counts these
+lines by their fields and alerts on them: fields may be added, never renamed.
 """
 
 from __future__ import annotations
@@ -30,14 +35,18 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from sync.config import Config, load_config, resolve_config_path
-from sync.credentials import CredentialResolver
-from sync.engine import Engine, RunOptions, registries_for
 from sync.errors import ConfigError, ImageSyncError
 from sync.reference import is_tag
-from sync.report import Report
+
+if TYPE_CHECKING:
+    from sync.config import Config
+    from sync.engine import RunOptions
+    from sync.report import Report
+
+# The config (pydantic), the engine, the report and the HTTP stack are imported by the first
+# request that needs them, not by `import main`: the instance starts serving sooner.
 
 __all__ = [
     "ALLOWED_METHODS",
@@ -47,22 +56,26 @@ __all__ = [
     "HARD_STOP_GRACE_SECONDS",
     "LOG_LEVEL_ENV",
     "MAX_BODY_BYTES",
+    "SUMMARY_EVENT",
     "Answer",
     "BadRequest",
     "Incoming",
     "JsonFormatter",
     "RunTimeout",
     "SyncRequest",
+    "Trigger",
     "deadline_seconds",
     "error_answer",
     "handle",
     "install_logging",
     "internal_error",
     "log_context",
+    "log_summary",
     "parse_body",
     "parse_query",
     "parse_request",
     "run_once",
+    "trigger_of",
 ]
 
 DEADLINE_ENV = "SYNC_DEADLINE_SECONDS"
@@ -79,6 +92,11 @@ ALLOWED_METHODS = ("GET", "POST")
 FIELDS = ("images", "tags", "dry_run", "discover")
 
 log = logging.getLogger("image_sync")
+
+#: The `event` of the one summary line of each request; alerting counts these lines.
+SUMMARY_EVENT = "summary"
+#: Who asked for a run: Cloud Scheduler, Cloud Tasks (a fanned-out image), or anyone else.
+Trigger = Literal["scheduler", "task", "manual"]
 
 # Docker's tag grammar: what a registry can hold at all.
 _TRUE, _FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
@@ -101,6 +119,8 @@ class Incoming:
     query: tuple[tuple[str, str], ...] = ()
     #: `X-CloudScheduler-JobName`: for log lines only, never for access decisions.
     scheduler_job: str | None = None
+    #: `X-CloudTasks-QueueName`: for log lines only, never for access decisions.
+    task_queue: str | None = None
     #: `X-Cloud-Trace-Context` or `traceparent`, to tie log lines to the request's trace.
     trace_header: str | None = None
 
@@ -183,6 +203,8 @@ class SyncRequest:
                     f"tags: {_names(stray)} not a configured tag of the selected images, and "
                     "tag discovery is off for them"
                 )
+        from sync.engine import RunOptions  # noqa: PLC0415
+
         return RunOptions(
             images=self.images,
             tags=self.tags,
@@ -386,6 +408,9 @@ async def run_once(
 ) -> Report:
     """One engine run with its own credential resolver (secrets read once, closed at the end)
     and registry clients; RunTimeout when it is still going after `hard_timeout` seconds."""
+    from sync.credentials import CredentialResolver  # noqa: PLC0415
+    from sync.engine import Engine, registries_for  # noqa: PLC0415
+
     credentials = CredentialResolver(config, env=env)
     try:
         async with registries_for(config, credentials) as registries:
@@ -401,26 +426,120 @@ async def run_once(
         credentials.close()
 
 
+def trigger_of(scheduler_job: str | None, task_queue: str | None) -> Trigger:
+    """`task` for a Cloud Tasks request, `scheduler` for Cloud Scheduler's, else `manual`. The
+    headers are only labels for logs and alerts; Cloud Run has checked the caller's token."""
+    if task_queue:
+        return "task"
+    if scheduler_job:
+        return "scheduler"
+    return "manual"
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What the summary line needs to know of a request, filled in as it goes."""
+
+    images: tuple[str, ...] = ()
+    dry_run: bool = False
+    report: Report | None = None
+
+
 def handle(incoming: Incoming, env: Mapping[str, str] | None = None) -> Answer:
     """Answers one request: 405, 400/413, 500 CONFIG_INVALID, or a run's report (200 for
     `ok`/`partial`, 500 for `failed`). Never raises; an unexpected exception is logged at ERROR
-    and answered 500 INTERNAL without its text."""
+    and answered 500 INTERNAL without its text. Writes one summary line however it ends."""
     env = os.environ if env is None else env
     run_id = uuid.uuid4().hex[:12]
-    context: dict[str, object] = {"run_id": run_id}
+    trigger = trigger_of(incoming.scheduler_job, incoming.task_queue)
+    context: dict[str, object] = {"run_id": run_id, "trigger": trigger}
     if incoming.scheduler_job:
         context["scheduler_job"] = _clip(incoming.scheduler_job, 200)
+    if incoming.task_queue:
+        context["task_queue"] = _clip(incoming.task_queue, 200)
     context.update(_trace_fields(incoming.trace_header, env))
+    outcome = _Outcome()
     with log_context(**context):
         try:
             install_logging(env)
-            return _handle(incoming, env)
+            answer = _handle(incoming, env, outcome)
         except Exception:
             log.exception("internal error answering the request", extra={"event": "internal"})
-            return internal_error(run_id)
+            answer = internal_error(run_id)
+        log_summary(
+            trigger,
+            answer,
+            report=outcome.report,
+            images=outcome.images,
+            dry_run=outcome.dry_run,
+        )
+        return answer
 
 
-def _handle(incoming: Incoming, env: Mapping[str, str]) -> Answer:
+def log_summary(
+    trigger: Trigger,
+    answer: Answer,
+    *,
+    report: Report | None = None,
+    images: Sequence[str] = (),
+    dry_run: bool = False,
+) -> None:
+    """The request's one summary line. With a report: its status and counts and the images it
+    covered. Without one (the request ended before or instead of a run): status `failed`, zero
+    counts and the answer's error `code`; a bad request by hand is `rejected` instead, since
+    the caller has the answer in front of them, while one from Cloud Scheduler or Cloud Tasks
+    means the deployment itself sends something wrong."""
+    fields: dict[str, object] = {"event": SUMMARY_EVENT, "trigger": trigger}
+    if report is not None:
+        status: str = report.status
+        names = [image.name for image in report.images]
+        counts = report.summary.model_dump()
+        dry_run = report.dry_run
+    else:
+        code = _error_code(answer)
+        rejected = 400 <= answer.status < 500 and trigger == "manual"
+        status = "rejected" if rejected else "failed"
+        names = list(images)
+        from sync.report import summarize  # noqa: PLC0415
+
+        counts = summarize(()).model_dump()
+        fields["code"] = code
+    fields.update(
+        status=status,
+        images=names,
+        summary=counts,
+        dry_run=dry_run,
+        http_status=answer.status,
+    )
+    if len(names) == 1:
+        fields["image"] = names[0]
+    level = {"ok": logging.INFO, "partial": logging.WARNING, "rejected": logging.WARNING}
+    log.log(
+        level.get(status, logging.ERROR),
+        "summary: %s (%s, %s): %d tags, %d up to date, %d copied, %d failed, %d deferred",
+        status,
+        trigger,
+        ", ".join(names) if names else "no image",
+        counts["tags"],
+        counts["up_to_date"],
+        counts["copied"],
+        counts["failed"],
+        counts["deferred"],
+        extra=fields,
+    )
+
+
+def _error_code(answer: Answer) -> str:
+    """The `code` of an `{"error": ...}` answer (this module wrote it), else `INTERNAL`."""
+    try:
+        body = json.loads(answer.body)
+        code = body["error"]["code"]
+    except (ValueError, TypeError, KeyError):
+        return "INTERNAL"
+    return code if isinstance(code, str) else "INTERNAL"
+
+
+def _handle(incoming: Incoming, env: Mapping[str, str], outcome: _Outcome) -> Answer:
     if incoming.method not in ALLOWED_METHODS:
         log.warning(
             "method %s not allowed",
@@ -438,6 +557,9 @@ def _handle(incoming: Incoming, env: Mapping[str, str]) -> Answer:
         wanted = parse_request(incoming)
     except BadRequest as exc:
         return _bad_request(exc)
+    outcome.dry_run = wanted.dry_run
+    from sync.config import load_config, resolve_config_path  # noqa: PLC0415
+
     try:
         deadline = deadline_seconds(env)
         config = load_config(resolve_config_path(None, env))
@@ -452,6 +574,8 @@ def _handle(incoming: Incoming, env: Mapping[str, str]) -> Answer:
         options = wanted.options(config, deadline)
     except BadRequest as exc:
         return _bad_request(exc)
+    # The images the run covers, once they are known to be configured ones.
+    outcome.images = options.images if options.images is not None else config.image_names
     log.info(
         "run starting%s",
         " (dry run)" if options.dry_run else "",
@@ -482,6 +606,7 @@ def _handle(incoming: Incoming, env: Mapping[str, str]) -> Answer:
     except ImageSyncError as exc:  # before any tag ran; messages are redacted by design
         log.error("run failed: %s", exc, extra={"event": "run_failed", "code": exc.code})
         return error_answer(500, exc.code, exc.message)
+    outcome.report = report
     status = 500 if report.status == "failed" else 200
     return Answer(status, report.to_json(), dict(_JSON_HEADERS))
 

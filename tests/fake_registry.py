@@ -273,6 +273,7 @@ _MANIFEST = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<ref>[^/]+)$")
 _UPLOADS = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/(?P<id>[^/]*)$")
 _BLOB = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)$")
 _TAGS = re.compile(r"^/v2/(?P<name>.+)/tags/list$")
+_REFERRERS = re.compile(r"^/v2/(?P<name>.+)/referrers/(?P<digest>[^/]+)$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 AuthMode = Literal["none", "basic", "bearer"]
@@ -290,6 +291,9 @@ class FakeRegistry:
     upload session (202), "error" refuses (500). `ratelimit` (limit, remaining) adds Docker
     Hub's headers to manifest GET/HEAD. `yield_each_request` makes every request yield to the
     event loop once, so concurrent copies interleave as they would over a network.
+    `referrers_api` answers `GET /v2/<name>/referrers/<digest>` (OCI 1.1) with an index of the
+    stored manifests whose `subject` is that digest, and a push of such a manifest with
+    `OCI-Subject`; without it both are unknown, as on Distribution 2.8.
     """
 
     def __init__(
@@ -306,6 +310,7 @@ class FakeRegistry:
         ratelimit: tuple[int, int] | None = None,
         check_references: bool = True,
         yield_each_request: bool = True,
+        referrers_api: bool = False,
     ) -> None:
         self.host = host
         self.auth_host = f"auth.{host}"
@@ -320,6 +325,7 @@ class FakeRegistry:
         self.ratelimit = ratelimit
         self.check_references = check_references
         self.yield_each_request = yield_each_request
+        self.referrers_api = referrers_api
         self.repos: dict[str, _Repo] = {}
         self.uploads: dict[str, _Upload] = {}
         self.tokens: dict[str, frozenset[tuple[str, str]]] = {}
@@ -484,6 +490,9 @@ class FakeRegistry:
         if m := _TAGS.fullmatch(path):
             denied = self._check_auth(request, m["name"], ("pull",))
             return denied or self._tags(request, m["name"])
+        if self.referrers_api and method == "GET" and (m := _REFERRERS.fullmatch(path)):
+            denied = self._check_auth(request, m["name"], ("pull",))
+            return denied or self._referrers(m["name"], m["digest"])
         return _error(404, "UNSUPPORTED", f"fake registry: no route for {method} {path}")
 
     # -- auth --------------------------------------------------------------------------------
@@ -605,13 +614,25 @@ class FakeRegistry:
         repo.manifests[digest] = (raw, media_type)
         if not _DIGEST.fullmatch(ref):
             repo.tags[ref] = digest
-        return httpx.Response(
-            201,
-            headers={
-                "Docker-Content-Digest": digest,
-                "Location": f"/v2/{name}/manifests/{digest}",
-            },
-        )
+        headers = {"Docker-Content-Digest": digest, "Location": f"/v2/{name}/manifests/{digest}"}
+        subject = doc.get("subject")
+        if self.referrers_api and isinstance(subject, dict):
+            headers["OCI-Subject"] = str(subject.get("digest"))
+        return httpx.Response(201, headers=headers)
+
+    def _referrers(self, name: str, digest: str) -> httpx.Response:
+        entries = []
+        for stored, (raw, media_type) in self.repos.get(name, _Repo()).manifests.items():
+            doc = json.loads(raw)
+            if (doc.get("subject") or {}).get("digest") != digest:
+                continue
+            entry = {"mediaType": media_type, "digest": stored, "size": len(raw)}
+            for key in ("artifactType", "annotations"):
+                if key in doc:
+                    entry[key] = doc[key]
+            entries.append(entry)
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+        return httpx.Response(200, headers={"Content-Type": OCI_INDEX}, json=index)
 
     def _manifest_delete(self, name: str, ref: str) -> httpx.Response:
         repo = self.repos.get(name)

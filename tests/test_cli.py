@@ -16,14 +16,22 @@ from tests.bed import images
 from tests.bed.images import Image
 from tests.bed.rawclient import RawClient
 from tests.bed.registry import RegistryServer
-from tests.contract import ADDED_IMAGE_KEYS, IMAGE_KEYS, REPORT_KEYS, SUMMARY_KEYS, TAG_KEYS
+from tests.contract import (
+    ADDED_IMAGE_KEYS,
+    ADDED_SUMMARY_KEYS,
+    IMAGE_KEYS,
+    REFERRER_KEYS,
+    REPORT_KEYS,
+    SUMMARY_KEYS,
+    TAG_KEYS,
+)
 from tests.scenario import CliResult, Scenario, run_cli, seed, storage_snapshot, writes
 
 NAME = "examples-helloworld-v1"
 UPSTREAM_REPO = Scenario.upstream_repo(NAME)
 TARGET_REPO = Scenario.target_repo(NAME)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_DRIFT = 0, 1, 2, 3, 4
 
 
 @pytest.fixture
@@ -67,7 +75,9 @@ def test_sync_json_prints_only_the_report_with_the_design_keys_and_logs_on_stder
     _expect(result, EXIT_OK)
     report = result.json()  # the whole of stdout is one JSON document
     assert set(report) == REPORT_KEYS, f"report keys: {sorted(report)}"
-    assert set(report["summary"]) == SUMMARY_KEYS, f"summary keys: {sorted(report['summary'])}"
+    assert set(report["summary"]) == SUMMARY_KEYS | ADDED_SUMMARY_KEYS, (
+        f"summary keys: {sorted(report['summary'])}"
+    )
     assert report["status"] == "ok" and report["dry_run"] is False
     assert datetime.fromisoformat(report["started_at"]).utcoffset() is not None
     assert isinstance(report["duration_s"], float)
@@ -80,6 +90,8 @@ def test_sync_json_prints_only_the_report_with_the_design_keys_and_logs_on_stder
         "deferred": 0,
         "discovered": 1,
         "bytes_copied": sum(len(b) for image in tags.values() for b in image.blobs.values()),
+        "referrers_copied": 0,
+        "referrers_failed": 0,
     }, report["summary"]
     [image] = report["images"]
     assert set(image) - ADDED_IMAGE_KEYS == IMAGE_KEYS, f"image keys: {sorted(image)}"
@@ -92,6 +104,7 @@ def test_sync_json_prints_only_the_report_with_the_design_keys_and_logs_on_stder
     by_tag = {t["tag"]: t for t in image["tags"]}
     for entry in image["tags"]:
         assert set(entry) == TAG_KEYS, f"tag keys: {sorted(entry)}"
+        assert entry["referrers"] == dict.fromkeys(REFERRER_KEYS, 0), entry["referrers"]
     assert by_tag["2.0"]["discovered"] is True and by_tag["1.0"]["discovered"] is False
     for tag, built in tags.items():
         entry = by_tag[tag]
@@ -248,7 +261,7 @@ def test_sync_with_a_pull_only_robot_fails_each_tag_without_stray_tracebacks(
 # -- status ---------------------------------------------------------------------------------------
 
 
-def test_status_exits_1_while_a_tag_differs_then_0_after_sync_and_never_writes(
+def test_status_exits_4_while_a_tag_differs_then_0_after_sync_and_never_writes(
     scenario: Scenario,
 ) -> None:
     _seeded(scenario, {"1.0": images.oci_index(1), "latest": images.oci_manifest(2)})
@@ -257,7 +270,7 @@ def test_status_exits_1_while_a_tag_differs_then_0_after_sync_and_never_writes(
 
     pending = scenario.cli("--json", "status")
 
-    _expect(pending, EXIT_FAILED)
+    _expect(pending, EXIT_DRIFT)
     states = {t["tag"]: (t["state"], t["action"]) for t in pending.json()["images"][0]["tags"]}
     assert states == {"1.0": ("missing", "would_copy"), "latest": ("missing", "would_copy")}
     assert not writes(scenario.target.requests()), "status wrote to the target"

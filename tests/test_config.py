@@ -92,6 +92,7 @@ def test_defaults_when_optional_keys_are_absent() -> None:
     assert cfg.sync_schedule == "0 2 * * *"
     assert cfg.registries == {}
     assert cfg.tls_enabled("quay.io") is True
+    assert cfg.referrers is True
 
 
 def test_models_are_frozen() -> None:
@@ -130,6 +131,18 @@ def test_per_image_settings_override_the_top_level() -> None:
     assert b.effective_check_new_tags(cfg) is False
     assert b.effective_max_tags_to_check(cfg) == 3
     assert b.discovers_tags(cfg) is False
+
+
+def test_referrers_are_on_by_default_and_an_image_may_override_the_top_level() -> None:
+    images = (
+        image(name="a", target="quay.io/x/a"),
+        image(name="b", target="quay.io/x/b", referrers=True),
+        image(name="c", target="quay.io/x/c", referrers=False),
+    )
+    on = parse_config(config(*images), "t")
+    assert [i.effective_referrers(on) for i in on.images] == [True, True, False]
+    off = parse_config(config(*images, referrers=False), "t")
+    assert [i.effective_referrers(off) for i in off.images] == [False, True, False]
 
 
 def test_tag_pattern_compiles_for_full_matches() -> None:
@@ -223,6 +236,10 @@ INVALID: list[tuple[str, object, str, str]] = [
      'expected true or false, got "yes"'),
     ("int for bool", config(image(check_new_tags=1)), "images[0].check_new_tags",
      "expected true or false, got 1"),
+    ("string for referrers", config(referrers="no"), "referrers",
+     'expected true or false, got "no"'),
+    ("int for image referrers", config(image(referrers=0)), "images[0].referrers",
+     "expected true or false, got 0"),
     ("tags not a list", config(image(tags="1.0")), "images[0].tags", 'expected a list, got "1.0"'),
     ("tag not a string", config(image(tags=[1.0])), "images[0].tags[0]", "expected a string"),
     ("invalid tag", config(image(tags=["ok", "not ok"])), "images[0].tags[1]", "invalid tag"),

@@ -101,7 +101,7 @@ def test_demo_runs_end_to_end_and_keep_leaves_it_to_try_the_cli_on() -> None:
             *(f"[{n}/11] " for n in range(1, 12)),
             "anonymous request to the target: HTTP 401",
             "$ image-sync status",
-            "exit code 1 (1 = not every tag is up to date)",
+            "exit code 4 (4 = every tag compared, some would be copied)",
             "-H 'User-Agent: Google-Cloud-Scheduler'",
             "-H 'X-CloudScheduler-JobName: image-sync-daily'",
             "--data '{}'",

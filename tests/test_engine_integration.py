@@ -71,12 +71,15 @@ def _show(requests: Iterable[RegistryRequest]) -> str:
     return "\n".join(f"  {r.method} {r.path} -> {r.status}" for r in requests)
 
 
-# -- no change: HEADs only ---------------------------------------------------------------------
+# -- no change: HEADs, one tag list per repository -------------------------------------------
 
 
 def test_second_sync_without_upstream_changes_sends_only_one_manifest_head_per_tag_per_side(
     scenario: Scenario,
 ) -> None:
+    """The warm-run rule: per side a ping and one manifest HEAD per tag; upstream also one tag
+    list per repository (for referrers' digest tags) and, as its list shows no referrers tag
+    schema, one referrers API request per registry (answered 404 by Distribution 2.8)."""
     upstream_images = {
         "1.0": images.oci_index(1),
         "1.1": images.docker_manifest_list(2),
@@ -101,15 +104,24 @@ def test_second_sync_without_upstream_changes_sends_only_one_manifest_head_per_t
         ("target", scenario.target, TARGET_REPO),
     ):
         seen = server.requests()
+        listing = [r for r in seen if r.method == "GET" and r.path.startswith(f"/v2/{repo}/tags/")]
+        probes = [r for r in seen if r.method == "GET" and "/referrers/" in r.path]
         others = [
             r
             for r in seen
             if not (r.method == "HEAD" and "/manifests/" in r.path)
             and not (r.method == "GET" and r.path == "/v2/")
+            and r not in listing
+            and r not in probes
         ]
         assert not others, (
-            f"a no-change run must only ping and HEAD manifests on the {side}, "
+            f"a no-change run must only ping, HEAD manifests and list tags on the {side}, "
             f"but it also sent:\n{_show(others)}"
+        )
+        want_lists, want_probes = (1, 1) if side == "upstream" else (0, 0)
+        assert (len(listing), len(probes)) == (want_lists, want_probes), (
+            f"{side}: want {want_lists} tag list(s) and {want_probes} referrers request(s):\n"
+            f"{_show(listing + probes)}"
         )
         heads = collections.Counter(r.path for r in manifest_requests(seen, "HEAD"))
         expected = {f"/v2/{repo}/manifests/{tag}": 1 for tag in upstream_images}
@@ -280,11 +292,13 @@ def test_status_compares_configured_tags_only_writes_nothing_and_fails_when_not_
         "1.1": ("outdated", "would_copy"),
         "2.0": ("missing", "would_copy"),
     }, f"status must compare the configured tags only (no discovery): {got}"
-    assert report.status == "failed" and report.exit_code("status") == 1, report.to_json()
+    # 4: every tag was compared and some would be copied (DESIGN.md, CLI).
+    assert report.status == "failed" and report.exit_code("status") == 4, report.to_json()
     assert not writes(scenario.target.requests()), "status wrote to the target"
     assert storage_snapshot(scenario.target) == snapshot, "status changed the target storage"
+    assert not any(t.discovered for t in report.all_tags()), "status must not discover"
     listed = [r for r in scenario.upstream.requests() if "/tags/list" in r.path]
-    assert not listed, f"status must not discover, yet it listed tags:\n{_show(listed)}"
+    assert len(listed) <= 1, f"one tag list (for referrers) at most:\n{_show(listed)}"
 
 
 @pytest.mark.parametrize("target_auth", ["bearer-quay", "basic"])

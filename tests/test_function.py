@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from tests.bed import images
 from tests.bed.images import Image
 from tests.bed.rawclient import RawClient
 from tests.bed.registry import RegistryServer, start_registry
-from tests.contract import REPORT_KEYS, SUMMARY_KEYS, TAG_KEYS
+from tests.contract import ADDED_SUMMARY_KEYS, REPORT_KEYS, SUMMARY_KEYS, TAG_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "main.py"
@@ -147,6 +147,21 @@ def log_lines(output: str) -> list[dict[str, Any]]:
         assert isinstance(entry.get("message"), str), text
         lines.append(entry)
     return lines
+
+
+SUMMARY_LINE_KEYS = {"event", "status", "trigger", "images", "summary", "run_id"}
+TASK_HEADERS = {"X-CloudTasks-QueueName": "image-sync", "X-CloudTasks-TaskName": "t-1"}
+
+
+def summary_line(output: str) -> dict[str, Any]:
+    lines = log_lines(output)
+    summaries = [line for line in lines if line.get("event") == "summary"]
+    assert len(summaries) == 1, f"expected one summary line, got {len(summaries)}: {lines}"
+    (line,) = summaries
+    assert set(line) >= SUMMARY_LINE_KEYS, f"summary line lacks {SUMMARY_LINE_KEYS - set(line)}"
+    assert set(line["summary"]) == SUMMARY_KEYS | ADDED_SUMMARY_KEYS, line["summary"]
+    assert {entry["run_id"] for entry in lines} == {line["run_id"]}, "one run_id per request"
+    return line
 
 
 # -- real registries ---------------------------------------------------------------------------
@@ -631,11 +646,18 @@ def test_a_crash_in_the_run_is_a_clean_500_logged_at_error(
     text = response.get_data(as_text=True)
     for leak in ("CRASH-DETAIL-1234", "Traceback", "RuntimeError"):
         assert leak not in text, f"the response shows {leak!r}"
-    errors = [e for e in log_lines(capsys.readouterr().out) if e["severity"] == "ERROR"]
+    lines = log_lines(capsys.readouterr().out)
+    errors = [e for e in lines if e["severity"] == "ERROR" and e.get("event") != "summary"]
     assert len(errors) == 1, errors
     assert "RuntimeError" in errors[0]["stack_trace"]
     assert errors[0]["scheduler_job"] == "image-sync-daily"
     assert errors[0]["run_id"] in message, "the answer names the run to look for in the log"
+    summary = summary_line("\n".join(json.dumps(line) for line in lines))
+    assert (summary["status"], summary["code"], summary["trigger"]) == (
+        "failed",
+        "INTERNAL",
+        "scheduler",
+    )
 
 
 def test_a_crash_in_the_adapter_is_a_clean_500(
@@ -653,12 +675,17 @@ def test_a_crash_in_the_adapter_is_a_clean_500(
 
     error_of(response, 500, "INTERNAL")
     assert "ADAPTER-DETAIL-5678" not in response.get_data(as_text=True)
-    (line,) = log_lines(capsys.readouterr().out)
+    line, summary = log_lines(capsys.readouterr().out)
     assert line["severity"] == "ERROR" and "ValueError" in line["stack_trace"]
+    assert summary["event"] == "summary" and summary["status"] == "failed", summary
+    assert summary["code"] == "INTERNAL" and summary["trigger"] == "manual", summary
 
 
 def test_a_run_that_overstays_its_budget_is_stopped_and_answered_500(
-    client: FlaskClient, offline: Path, monkeypatch: pytest.MonkeyPatch
+    client: FlaskClient,
+    offline: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     async def stuck(self: Engine, options: RunOptions | None = None) -> Report:
         await asyncio.sleep(30)
@@ -669,8 +696,11 @@ def test_a_run_that_overstays_its_budget_is_stopped_and_answered_500(
     monkeypatch.setattr(service, "LAST_RESORT_SECONDS", 0.0)
     monkeypatch.setenv("SYNC_DEADLINE_SECONDS", "0.05")
 
-    message = error_of(client.post("/", json={}), 500, "DEADLINE")
+    message = error_of(client.post("/", json={}, headers=TASK_HEADERS), 500, "DEADLINE")
     assert "stopped" in message
+    line = summary_line(capsys.readouterr().out)
+    assert (line["status"], line["code"], line["trigger"]) == ("failed", "DEADLINE", "task")
+    assert line["images"] == ["helloworld", "httpbin"] and "image" not in line, line
 
 
 # ---------------------------------------------------------------------------------------------
@@ -721,7 +751,7 @@ def test_the_handler_is_installed_once_and_not_at_import(
     for _ in range(3):
         client.get("/?dry_run=maybe")
     lines = log_lines(capsys.readouterr().out)
-    assert len(lines) == 3, "one line per bad request, not one per installed handler"
+    assert len(lines) == 6, "a warning and a summary per request, not per installed handler"
     handlers = logging.getLogger("image_sync").handlers
     assert sum(type(h).__name__ == "_StdoutHandler" for h in handlers) == 1
 
@@ -735,9 +765,11 @@ def test_log_lines_carry_the_trace_of_the_request(
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "demo")
     trace = "0123456789abcdef0123456789abcdef"
     client.get("/?dry_run=maybe", headers={"X-Cloud-Trace-Context": f"{trace}/1;o=1"})
-    (line,) = log_lines(capsys.readouterr().out)
-    assert line["logging.googleapis.com/trace"] == f"projects/demo/traces/{trace}"
-    assert "scheduler_job" not in line, "no job name without the Scheduler's header"
+    lines = log_lines(capsys.readouterr().out)
+    assert [line.get("event") for line in lines] == ["bad_request", "summary"], lines
+    for line in lines:
+        assert line["logging.googleapis.com/trace"] == f"projects/demo/traces/{trace}"
+        assert "scheduler_job" not in line, "no job name without the Scheduler's header"
 
 
 def test_an_unknown_log_level_falls_back_to_info_and_says_so(
@@ -798,3 +830,107 @@ def test_sync_images_is_a_plain_function_of_a_flask_request(
         response = main.sync_images(flask.request)
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "BAD_REQUEST"
+
+
+# ---------------------------------------------------------------------------------------------
+# The run summary line: one per request, however it ends (infra/monitoring.tf counts these)
+
+
+def invalid_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_DEADLINE_SECONDS", "soon")
+
+
+# Requests that end without a report: (body, headers, how the run breaks, status, code,
+# trigger, images).
+Breaks = Callable[[pytest.MonkeyPatch], None]
+ENDINGS: dict[
+    str, tuple[dict[str, object], Mapping[str, str], Breaks | None, str, str, str, list[str]]
+] = {
+    "invalid configuration": (
+        {},
+        SCHEDULER_HEADERS,
+        invalid_config,
+        "failed",
+        "CONFIG_INVALID",
+        "scheduler",
+        [],
+    ),
+    "bad request by hand": (
+        {"images": ["nope"]},
+        {},
+        None,
+        "rejected",
+        "BAD_REQUEST",
+        "manual",
+        [],
+    ),
+    "bad request from a task": (
+        {"dry_run": "yes"},
+        TASK_HEADERS,
+        None,
+        "failed",
+        "BAD_REQUEST",
+        "task",
+        [],
+    ),
+}
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+def test_every_request_writes_one_summary_line_however_it_ends(
+    client: FlaskClient,
+    offline: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    ending: str,
+) -> None:
+    body, headers, breaks, status, code, trigger, names = ENDINGS[ending]
+    if breaks is not None:
+        breaks(monkeypatch)
+    capsys.readouterr()
+
+    response = client.post("/", json=body, headers=headers)
+
+    line = summary_line(capsys.readouterr().out)
+    assert (line["status"], line["trigger"], line["images"]) == (status, trigger, names), line
+    assert line.get("code") == code, line
+    assert line["http_status"] == response.status_code
+    assert line["severity"] == ("WARNING" if status == "rejected" else "ERROR"), line
+    assert line.get("image") == (names[0] if len(names) == 1 else None), line
+    assert body_of(response)["error"]["code"] == code
+    assert set(line["summary"].values()) == {0}, "nothing ran, nothing counted"
+
+
+def test_a_method_not_allowed_writes_a_rejected_summary(
+    client: FlaskClient, offline: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    response = client.delete("/")
+    assert response.status_code == 405
+    line = summary_line(capsys.readouterr().out)
+    assert (line["status"], line["code"], line["trigger"]) == (
+        "rejected",
+        "METHOD_NOT_ALLOWED",
+        "manual",
+    )
+
+
+def test_an_ok_run_writes_its_counts_and_single_image_in_the_summary(
+    client: FlaskClient,
+    bed: Bed,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    image = bed_image(bed, "helloworld", ["1.0"])
+    bed_config(bed, tmp_path, monkeypatch, [image, bed_image(bed, "httpbin", ["1.0"])])
+    bed.push(repo_of(image["upstream"]), {"1.0": images.oci_manifest(72)})
+    capsys.readouterr()
+
+    response = client.post("/", json={"images": ["helloworld"]}, headers=TASK_HEADERS)
+
+    assert response.status_code == 200, body_of(response)
+    line = summary_line(capsys.readouterr().out)
+    assert (line["status"], line["trigger"], line["severity"]) == ("ok", "task", "INFO"), line
+    assert line["images"] == ["helloworld"] and line["image"] == "helloworld", line
+    assert line["summary"] == body_of(response)["summary"] and "code" not in line, line
+    assert line["summary"]["copied"] == 1

@@ -11,8 +11,11 @@ the repository.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
+import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -25,6 +28,11 @@ from typing import Any
 import hcl2
 import pytest
 from hcl2 import SerializationOptions
+
+from sync import service
+from tests.bed import images
+from tests.bed.rawclient import RawClient
+from tests.bed.registry import RegistryServer
 
 REPO = Path(__file__).resolve().parent.parent
 INFRA = REPO / "infra"
@@ -45,6 +53,8 @@ REQUIRED_APIS = {
     "cloudfunctions.googleapis.com",
     "cloudscheduler.googleapis.com",
     "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
@@ -257,10 +267,14 @@ def repo_copy(tmp_path: Path) -> Path:
         ".venv-checkov/lib/decoy.py",
         "infra/build/old.zip",
         "notes.txt",
+        "sync/NOTES.md",
+        "sync/data/blob.bin",
     ]
     for decoy in decoys:
         (root / decoy).parent.mkdir(parents=True, exist_ok=True)
         (root / decoy).write_text("decoy\n", encoding="utf-8")
+    # A stray binary file under sync/ would fail the plan if it were zipped (file() wants UTF-8).
+    (root / "sync" / "data" / "blob.bin").write_bytes(b"\xff\xfe\x00binary")
     return root
 
 
@@ -545,19 +559,15 @@ def test_archive_is_built_from_the_explicit_source_list() -> None:
         f"the archive should iterate local.source_files, iterates {source.get('for_each')!r}"
     )
     listed = str(tf.locals.get("source_files"))
-    for required in ("main.py", "requirements.txt", "sync/**"):
+    for required in ("main.py", "requirements.txt", "sync/**/*.py", "sync/py.typed"):
         assert required in listed, f"local.source_files should include {required}: {listed!r}"
 
 
 @needs_terraform
 def test_source_files_local_lists_only_function_sources(repo_copy: Path) -> None:
     got = console_json(repo_copy / "infra", "source_files")
-    want = {"main.py", "requirements.txt", CONFIG_PATH.name} | {
-        path.relative_to(REPO).as_posix()
-        for path in (REPO / "sync").rglob("*")
-        if path.is_file()
-        and "__pycache__" not in path.parts
-        and path.suffix not in (".pyc", ".pyo")
+    want = {"main.py", "requirements.txt", CONFIG_PATH.name, "sync/py.typed"} | {
+        path.relative_to(REPO).as_posix() for path in (REPO / "sync").rglob("*.py")
     }
     assert set(got) == want, (
         f"the zip would ship unexpected files {sorted(set(got) - want)} "
@@ -758,3 +768,392 @@ def test_outputs_give_uri_curl_scheduler_job_and_secret_commands() -> None:
     commands = str(outputs["secret_version_commands"].get("value"))
     for part in ("gcloud secrets versions add", "--data-file=-", "google_secret_manager_secret."):
         assert part in commands, f"secret_version_commands lacks {part!r}: {commands!r}"
+
+
+# --- first apply -----------------------------------------------------------------------------
+
+
+def depends_on(body: Block) -> list[str]:
+    return [str(expr(item) or item) for item in body.get("depends_on", [])]
+
+
+def test_apis_are_followed_by_a_propagation_wait_that_everything_else_waits_for() -> None:
+    tf = terraform()
+    sleeps = tf.resources_of("time_sleep")
+    apis = [
+        name
+        for name, body in sleeps.items()
+        if "google_project_service.services" in depends_on(body)
+    ]
+    assert len(apis) == 1, f"one time_sleep should wait for the APIs, found {sorted(sleeps)}"
+    wait = f"time_sleep.{apis[0]}"
+    assert sleeps[apis[0]].get("create_duration"), f"{wait} has no create_duration"
+    for (kind, name), body in tf.resources.items():
+        assert "google_project_service.services" not in depends_on(body) or kind == "time_sleep", (
+            f"{kind}.{name} should wait for {wait}, not only for the APIs to be enabled"
+        )
+    for kind in ("google_service_account", "google_secret_manager_secret", "google_storage_bucket"):
+        for name, body in tf.resources_of(kind).items():
+            assert wait in depends_on(body), f"{kind}.{name} should depend on {wait}"
+
+
+def test_the_function_waits_for_the_build_grants_to_propagate() -> None:
+    tf = terraform()
+    _, fn = function(tf)
+    waits = [d for d in depends_on(fn) if d.startswith("time_sleep.")]
+    assert waits, "the function should depend on a time_sleep after the build account's grants"
+    body = tf.resources[("time_sleep", waits[0].split(".")[1])]
+    watched = " ".join(strings(body.get("triggers", {}))) + " ".join(depends_on(body))
+    grants = [
+        f"{kind}.{name}"
+        for (kind, name), b in tf.resources.items()
+        if kind.endswith("_iam_member") and "google_service_account.build" in " ".join(strings(b))
+    ]
+    assert grants, "the build account has no grants"
+    for grant in grants:
+        assert grant in watched, f"{waits[0]} should wait for {grant}"
+
+
+def test_the_build_account_has_no_unconditional_project_storage_role() -> None:
+    tf = terraform()
+    for kind in ("google_project_iam_member", "google_project_iam_binding"):
+        for name, body in tf.resources_of(kind).items():
+            members = " ".join(strings([body.get("member"), body.get("members")]))
+            if "google_service_account.build" not in members:
+                continue
+            role = str(body.get("role"))
+            assert role not in {"roles/storage.objectAdmin", "roles/storage.admin"}, (
+                f"{kind}.{name} gives the build account {role} on the whole project"
+            )
+            if not role.startswith("roles/storage."):
+                continue
+            assert role == "roles/storage.objectViewer", f"{kind}.{name}: {role} is more than read"
+            condition = one(body.get("condition"), f"condition of {kind}.{name}")
+            expression = str(condition.get("expression"))
+            assert re.fullmatch(
+                r'resource\.name\.startsWith\(\\?"projects/_/buckets/\$\{local\.gcf_sources_bucket\}'
+                r'/objects/\\?"\)',
+                expression,
+            ), f"{kind}.{name} should be limited to the gcf-v2-sources objects: {expression!r}"
+    bucket = str(tf.locals.get("gcf_sources_bucket"))
+    assert bucket == "gcf-v2-sources-${data.google_project.this.number}-${var.region}", bucket
+
+
+def test_the_build_pushes_to_a_managed_repository_with_a_cleanup_policy() -> None:
+    tf = terraform()
+    _, fn = function(tf)
+    build = one(fn.get("build_config"), "build_config of the function")
+    name, repo = tf.resource("google_artifact_registry_repository", "the build repository")
+    assert build.get("docker_repository") == f"${{google_artifact_registry_repository.{name}.id}}"
+    assert repo.get("format") == "DOCKER" and repo.get("cleanup_policy_dry_run") is False
+    policies = {policy["action"]: policy for policy in repo.get("cleanup_policies", [])}
+    keep = one(policies["KEEP"].get("most_recent_versions"), "KEEP most_recent_versions")
+    assert local_int(tf, keep.get("keep_count")) >= 2, "keep the serving image and one before it"
+    assert "DELETE" in policies, "without a DELETE policy nothing is ever cleaned up"
+    grants = tf.resources_of("google_artifact_registry_repository_iam_member")
+    assert [g.get("role") for g in grants.values()] == ["roles/artifactregistry.writer"]
+    for body in tf.resources_of("google_project_iam_member").values():
+        assert "artifactregistry" not in str(body.get("role")), "AR roles on the repository only"
+
+
+def test_a_new_source_object_is_created_before_the_old_one_is_destroyed() -> None:
+    _, obj = terraform().resource("google_storage_bucket_object", "the source zip")
+    lifecycle = one(obj.get("lifecycle"), "lifecycle of the source object")
+    assert lifecycle.get("create_before_destroy") is True
+
+
+def test_state_goes_to_a_partial_gcs_backend() -> None:
+    backends = [b for settings in terraform().terraform for b in settings.get("backend", [])]
+    assert backends == [{"gcs": {}}], f'expected one partial backend "gcs" {{}}: {backends}'
+
+
+def test_the_google_provider_is_pinned_within_one_major_at_least_6_43() -> None:
+    providers: dict[str, Any] = {}
+    for settings in terraform().terraform:
+        for block in settings.get("required_providers", []):
+            providers.update(block)
+    constraint = str(providers["google"]["version"])
+    low = re.search(r">=\s*(\d+)\.(\d+)", constraint)
+    high = re.search(r"<\s*(\d+)\.0(?:\.0)?\b", constraint)
+    assert low and high, f"google should have >= and < bounds: {constraint!r}"
+    assert (int(low.group(1)), int(low.group(2))) >= (6, 43), "deletion_protection needs 6.43"
+    assert int(high.group(1)) == int(low.group(1)) + 1, f"more than one major: {constraint!r}"
+    assert providers.get("time", {}).get("source") == "hashicorp/time", "time_sleep's provider"
+
+
+def test_secrets_are_protected_from_deletion() -> None:
+    for name, body in terraform().resources_of("google_secret_manager_secret").items():
+        assert body.get("deletion_protection") is True, f"google_secret_manager_secret.{name}"
+
+
+def test_the_tfvars_example_sets_only_declared_variables_and_every_required_one() -> None:
+    tf = terraform()
+    with (INFRA / "terraform.tfvars.example").open(encoding="utf-8") as handle:
+        example: dict[str, Any] = hcl2.load(handle, serialization_options=HCL_OPTIONS)
+    unknown = set(example) - set(tf.variables)
+    assert not unknown, f"terraform.tfvars.example sets undeclared variables {sorted(unknown)}"
+    required = {name for name, body in tf.variables.items() if "default" not in body}
+    assert required <= set(example), f"the example lacks {sorted(required - set(example))}"
+    assert example.get("alert_emails"), "the example should show where alerts go"
+
+
+# --- alerting --------------------------------------------------------------------------------
+
+ALERT_POLICY = "google_monitoring_alert_policy"
+
+
+def alert_policies() -> dict[str, Block]:
+    policies = terraform().resources_of(ALERT_POLICY)
+    assert len(policies) == 3, f"expected three alert policies, found {sorted(policies)}"
+    return policies
+
+
+def run_metric() -> tuple[str, Block]:
+    return terraform().resource("google_logging_metric", "the run summary metric")
+
+
+def condition_of(policy: Block, kind: str) -> Block:
+    conditions: list[Block] = [c[kind][0] for c in policy.get("conditions", []) if kind in c]
+    assert len(conditions) == 1, f"expected one {kind}: {policy.get('conditions')}"
+    return conditions[0]
+
+
+def policy_with(kind: str, text: str) -> Block:
+    """The one policy with a `kind` condition whose query or filter contains `text`."""
+    found = []
+    for policy in alert_policies().values():
+        for condition in policy.get("conditions", []):
+            body = condition.get(kind, [{}])[0]
+            if text in str(body.get("query", "")) + str(body.get("filter", "")):
+                found.append(policy)
+    assert len(found) == 1, f"expected one policy with a {kind} on {text!r}, found {len(found)}"
+    return found[0]
+
+
+def promql_metric(tf: Terraform, query: str) -> str:
+    """The query (a heredoc's body) with the selector local filled in and the metric as RUNS."""
+    match = re.fullmatch(r"<<-?(\w+)\n(.*)\n\s*\1\s*", query, re.DOTALL)
+    body = match.group(2) if match else query
+    return body.replace("${local.runs_of}", str(tf.locals["runs_of"])).replace(
+        "${local.runs_promql}", "RUNS"
+    )
+
+
+def test_alert_policies_notify_the_email_channels_and_the_extra_ones() -> None:
+    tf = terraform()
+    channels = tf.resources_of("google_monitoring_notification_channel")
+    (name, channel) = next(iter(channels.items()))
+    assert channel.get("for_each") == "${toset(var.alert_emails)}", channel.get("for_each")
+    assert channel.get("type") == "email"
+    assert channel.get("labels") == {"email_address": "${each.value}"}
+    listed = str(tf.locals.get("alert_channels"))
+    assert f"google_monitoring_notification_channel.{name}" in listed, listed
+    assert "var.alert_notification_channels" in listed, listed
+    for policy_name, policy in alert_policies().items():
+        assert policy.get("notification_channels") == "${local.alert_channels}", policy_name
+        assert policy.get("enabled") == "${var.alerting_enabled}", policy_name
+    assert tf.variables["alerting_enabled"].get("default") is True, "alerting is on by default"
+
+
+def test_alerting_without_a_recipient_is_refused() -> None:
+    policy = alert_policies()["run_failed"]
+    precondition = one(
+        one(policy.get("lifecycle"), "lifecycle").get("precondition"), "precondition"
+    )
+    assert "length(local.alert_channels) > 0" in str(precondition.get("condition"))
+
+
+def test_each_alert_documents_a_runbook() -> None:
+    tf = terraform()
+    common = str(tf.locals.get("runbook_common"))
+    for part in (
+        'jsonPayload.event="summary"',
+        "gcloud scheduler jobs run",
+        "curl",
+        "gcloud auth print-identity-token",
+        "Troubleshooting",
+        "${local.runbook}",
+    ):
+        assert part in common, f"local.runbook_common lacks {part!r}"
+    assert "Runbook" in str(tf.locals.get("runbook")), tf.locals.get("runbook")
+    for name, policy in alert_policies().items():
+        documentation = one(policy.get("documentation"), f"documentation of {name}")
+        assert documentation.get("mime_type") == "text/markdown", name
+        content = str(documentation.get("content"))
+        assert "${local.runbook_common}" in content and len(content) > 300, name
+
+
+def test_the_no_run_alert_looks_back_26_hours_with_promql() -> None:
+    tf = terraform()
+    policy = policy_with("condition_prometheus_query_language", "absent_over_time")
+    condition = condition_of(policy, "condition_prometheus_query_language")
+    query = promql_metric(tf, str(condition["query"]))
+    assert query == (
+        'absent_over_time(RUNS{monitored_resource="cloud_run_revision",status!="rejected"}[26h])'
+    ), query
+    assert condition.get("disable_metric_validation") is True, "the metric is empty until a run"
+    for name, body in alert_policies().items():
+        for cond in body.get("conditions", []):
+            assert "condition_absent" not in cond, f"{name}: condition_absent stops at 23.5 h"
+
+
+def test_the_partial_alert_is_a_warning_over_3_days_per_image() -> None:
+    tf = terraform()
+    policy = policy_with("condition_prometheus_query_language", 'status="partial"')
+    assert policy.get("severity") == "WARNING"
+    query = " ".join(
+        promql_metric(
+            tf, str(condition_of(policy, "condition_prometheus_query_language")["query"])
+        ).split()
+    )
+    assert query == (
+        'sum by (image) (increase(RUNS{monitored_resource="cloud_run_revision",status="partial"}'
+        "[3d])) >= 3 unless on (image) sum by (image) (increase(RUNS{monitored_resource="
+        '"cloud_run_revision",status="ok"}[3d])) > 0'
+    ), query
+
+
+def test_the_promql_name_is_the_log_metric_name_mapped() -> None:
+    tf = terraform()
+    name, _ = run_metric()
+    assert tf.locals["runs_promql"] == (
+        f"logging_googleapis_com:user_${{replace(google_logging_metric.{name}.name, "
+        '"/[^A-Za-z0-9_]/", "_")}'
+    ), tf.locals["runs_promql"]
+
+
+# --- the summary line against the metric -----------------------------------------------------
+
+CLAUSE = re.compile(r'^([\w.]+)="([^"]*)"$')
+
+
+def filter_clauses(text: str) -> dict[str, str]:
+    """`a.b="x" AND c="y"` (the only form used here) as {"a.b": "x", "c": "y"}."""
+    clauses: dict[str, str] = {}
+    for part in text.split(" AND "):
+        match = CLAUSE.match(part.strip())
+        assert match, f"unexpected filter clause {part!r} in {text!r}"
+        clauses[match.group(1)] = match.group(2)
+    return clauses
+
+
+def metric_filter(tf: Terraform, metric: Block) -> dict[str, str]:
+    raw = str(metric["filter"])
+    match = re.fullmatch(r'\$\{join\(" AND ", \[(.*)\]\)\}', raw, re.DOTALL)
+    assert match, f"the metric filter should be a join of clauses: {raw!r}"
+    parts = [json.loads(item) for item in re.findall(r'"(?:[^"\\]|\\.)*"', match.group(1))]
+    return filter_clauses(" AND ".join(parts))
+
+
+@pytest.fixture
+def failed_run_line(anon_registry: RegistryServer, tmp_path: Path) -> dict[str, Any]:
+    """The summary line of a real failed run of one image (a configured tag missing upstream),
+    answered by service.handle as the function does for Cloud Scheduler."""
+    host = anon_registry.host
+    with RawClient(anon_registry) as raw:
+        raw.push_image("istio/hello", "1.0", images.oci_manifest(5))
+    config = {
+        "images": [
+            {
+                "name": "hello",
+                "upstream": f"{host}/istio/hello",
+                "target": f"{host}/sail-dev/hello",
+                "tags": ["1.0", "2.0"],
+            }
+        ],
+        "registries": {host: {"tls": "disabled"}},
+    }
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    env = {"IMAGE_SYNC_CONFIG": str(path), "DOCKER_CONFIG": str(tmp_path / "none")}
+    incoming = service.Incoming(
+        method="POST",
+        content_type="application/json",
+        body=b"{}",
+        scheduler_job="image-sync-schedule",
+    )
+    stream = io.StringIO()
+    loggers = [logging.getLogger(name) for name in ("image_sync", "sync", "httpx")]
+    saved = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
+    try:
+        with contextlib.redirect_stdout(stream):
+            answer = service.handle(incoming, env)
+    finally:
+        for lg, handlers, level, propagate in saved:
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+            lg.propagate = propagate
+    assert answer.status == 500, answer.body
+    lines: list[dict[str, Any]] = [
+        json.loads(text) for text in stream.getvalue().splitlines() if text.strip()
+    ]
+    summaries = [line for line in lines if line.get("event") == "summary"]
+    assert len(summaries) == 1, f"one summary line per run, got {summaries}"
+    return summaries[0]
+
+
+def test_the_run_metric_matches_the_summary_line_a_real_run_writes(
+    failed_run_line: dict[str, Any],
+) -> None:
+    tf = terraform()
+    name, metric = run_metric()
+    line = failed_run_line
+    clauses = metric_filter(tf, metric)
+    assert clauses.get("resource.type") == "cloud_run_revision", clauses
+    json_fields = {
+        k.removeprefix("jsonPayload."): v
+        for k, v in clauses.items()
+        if k.startswith("jsonPayload.")
+    }
+    assert json_fields == {"event": "summary"}, clauses
+    for field, value in json_fields.items():
+        assert line.get(field) == value, f"the line's {field} is {line.get(field)!r}, not {value!r}"
+    extractors = metric.get("label_extractors") or {}
+    descriptor = one(metric.get("metric_descriptor"), "metric_descriptor")
+    declared = {label["key"] for label in descriptor.get("labels", [])}
+    assert set(extractors) == declared == {"status", "trigger", "image"}, (extractors, declared)
+    for label, extractor in extractors.items():
+        match = re.fullmatch(r"EXTRACT\(jsonPayload\.(\w+)\)", str(extractor))
+        assert match, f"label {label}: unexpected extractor {extractor!r}"
+        assert isinstance(line.get(match.group(1)), str), (
+            f"label {label} reads jsonPayload.{match.group(1)}, which the line lacks: {line}"
+        )
+    assert (line["status"], line["trigger"], line["image"]) == ("failed", "scheduler", "hello")
+
+    # The failure alert: the metric, and a label value the line has.
+    policy = policy_with("condition_threshold", 'metric.label.status="failed"')
+    condition = condition_of(policy, "condition_threshold")
+    policy_clauses = filter_clauses(str(condition["filter"]))
+    assert (
+        policy_clauses["metric.type"]
+        == f"logging.googleapis.com/user/${{google_logging_metric.{name}.name}}"
+    )
+    labels = {
+        k.removeprefix("metric.label."): v
+        for k, v in policy_clauses.items()
+        if k.startswith("metric.label.")
+    }
+    for label, value in labels.items():
+        assert label in extractors, f"the failure alert filters on unknown label {label}"
+        field = str(extractors[label])[len("EXTRACT(jsonPayload.") : -1]
+        assert line[field] == value, f"a failed run's {field} is {line[field]!r}, not {value!r}"
+    aggregation = one(condition.get("aggregations"), "aggregations")
+    assert condition.get("threshold_value") == 0 and condition.get("comparison") == "COMPARISON_GT"
+    for field in aggregation.get("group_by_fields", []):
+        assert field.removeprefix("metric.label.") in extractors, field
+
+
+# --- README ----------------------------------------------------------------------------------
+
+
+def readme_table_names(heading: str) -> set[str]:
+    """The backquoted first cells of the table under `## heading` in infra/README.md."""
+    text = (INFRA / "README.md").read_text(encoding="utf-8")
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([a-z_]+)` \|", section, re.MULTILINE))
+
+
+def test_the_readme_tables_list_every_input_and_output() -> None:
+    tf = terraform()
+    assert readme_table_names("Inputs") == set(tf.variables), "README Inputs vs variables.tf"
+    assert readme_table_names("Outputs") == set(tf.outputs), "README Outputs vs outputs.tf"

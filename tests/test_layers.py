@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("reference", frozenset({"reference"})),
     ("oci", frozenset({"oci"})),
     ("registry", frozenset({"retry", "auth", "registry"})),
-    ("copy", frozenset({"copy"})),
+    ("copy", frozenset({"copy", "referrers"})),
     ("config", frozenset({"config", "credentials", "secrets", "versions"})),
     ("report", frozenset({"report"})),
     ("engine", frozenset({"engine"})),
@@ -47,7 +47,7 @@ def forbidden_imports(module: str) -> frozenset[str]:
         forbidden.add("httpx")  # no I/O, no HTTP
     if layer in ("config", "report"):
         forbidden.add("httpx")  # config/credentials/secrets never call registries; pure values
-    if module == "copy":
+    if module in ("copy", "referrers"):
         forbidden.add(f"{PACKAGE}.config")  # also implied by the layer order
     if module == "engine":
         forbidden.add("argparse")  # also implied by the rule for everything below cli

@@ -18,6 +18,7 @@ from sync.report import (
     ErrorInfo,
     ImageReport,
     RateLimit,
+    ReferrerReport,
     Report,
     Status,
     Summary,
@@ -45,6 +46,9 @@ CONTRACT: dict[str, Any] = {
         "deferred": int,
         "discovered": int,
         "bytes_copied": int,
+        # Issue 13 adds these two to the summary (DESIGN.md's block does not show them yet).
+        "referrers_copied": int,
+        "referrers_failed": int,
     },
     "images": [
         {
@@ -69,6 +73,7 @@ CONTRACT: dict[str, Any] = {
                     "bytes_copied": int,
                     "blobs_copied": int,
                     "blobs_skipped": int,
+                    "referrers": {"copied": int, "would_copy": int, "present": int, "failed": int},
                     "error": ({"code": str, "message": str}, None),
                 }
             ],
@@ -400,7 +405,9 @@ def test_status_command_is_ok_only_when_every_tag_is_up_to_date(
         images, dry_run=True, started_at=STARTED, duration_s=0, rate_limit=None, command="status"
     )
     assert report.status == expected
-    assert report.exit_code("status") == (0 if expected == "ok" else 1)
+    # 4: every tag compared, some would be copied; 1: some tag could not be compared.
+    drift = all(s in ("up_to_date", "outdated", "missing") for s in states)
+    assert report.exit_code("status") == (0 if expected == "ok" else 4 if drift else 1)
 
 
 EXIT_CODES: list[tuple[Status, Command, int]] = [
@@ -478,3 +485,42 @@ def test_summary_arithmetic_adds_up(tags_per_image: list[list[TagReport]]) -> No
     assert report.summary == summary
     assert list(report.all_tags()) == entries
     assert Report.model_validate_json(report.to_json()) == report
+
+
+# --- referrers ---------------------------------------------------------------------------------
+
+
+def test_summary_adds_up_referrers_and_counts_a_referrers_only_copy_as_copied() -> None:
+    images = [
+        _image(
+            _tag("copied", "up_to_date", tag="a", referrers=ReferrerReport(copied=2, present=1)),
+            _tag("up_to_date", tag="b", referrers=ReferrerReport(present=3)),
+            _tag("failed", "missing", tag="c", referrers=ReferrerReport(copied=1, failed=2)),
+        )
+    ]
+    summary = summarize(images)
+    assert (summary.copied, summary.up_to_date, summary.failed) == (1, 1, 1), summary
+    assert (summary.referrers_copied, summary.referrers_failed) == (3, 2), summary
+
+
+def test_status_exits_4_when_only_referrers_would_be_copied_and_1_when_one_failed() -> None:
+    drift = _tag("would_copy", "up_to_date", referrers=ReferrerReport(would_copy=1, present=2))
+    report = build_report(
+        [_image(drift, _tag("up_to_date", tag="2.0"))],
+        dry_run=True,
+        started_at=STARTED,
+        duration_s=0,
+        rate_limit=None,
+        command="status",
+    )
+    assert (report.status, report.exit_code("status")) == ("failed", 4), report.to_json()
+    broken = _tag("failed", "up_to_date", referrers=ReferrerReport(failed=1))
+    report = build_report(
+        [_image(broken)],
+        dry_run=True,
+        started_at=STARTED,
+        duration_s=0,
+        rate_limit=None,
+        command="status",
+    )
+    assert (report.status, report.exit_code("status")) == ("failed", 1), report.to_json()

@@ -47,6 +47,7 @@ NOT_VERSIONS = [
     "sha256-" + "ab" * 32 + ".sig",
     "sha256-" + "ab" * 32 + ".att",
     "sha256-" + "ab" * 32 + ".sbom",
+    "sha256-" + "ab" * 32,  # the referrers tag schema's fallback tag
     "1.0.0.0.0",
     "1.a",
     "a.1",
