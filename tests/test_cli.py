@@ -366,7 +366,7 @@ def test_logs_neither_repeat_nor_contradict_the_table(scenario: Scenario) -> Non
     status = scenario.cli("status")
     synced = scenario.cli("sync")
 
-    _expect(status, EXIT_FAILED)
+    _expect(status, EXIT_DRIFT)
     _expect(synced, EXIT_OK)
     assert "not up to date: 2 tags" in status.stdout, status.describe()
     log_lines = [line for line in status.stderr.splitlines() if line.strip()]
