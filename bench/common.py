@@ -36,9 +36,11 @@ from tests.bed.registry import REGISTRY_BINARY, RegistryServer
 
 __all__ = [
     "MIB",
+    "PASSWORD_ENV",
     "REPO_ROOT",
     "SKOPEO",
     "TIME",
+    "USER_ENV",
     "AccessWindow",
     "DelayProxy",
     "ImageSpec",
@@ -46,6 +48,7 @@ __all__ = [
     "Measured",
     "PushedImage",
     "Pusher",
+    "Tool",
     "check_tools",
     "fill_registry",
     "human_size",
@@ -59,6 +62,7 @@ __all__ = [
     "ratio",
     "rmtree",
     "run_measured",
+    "short_name",
     "skopeo_env",
     "storage_bytes",
     "verify_copies",
@@ -110,6 +114,7 @@ class Measured:
     returncode: int
     stdout: str
     stderr: str
+    user_s: float = 0.0  # the user part of cpu_s
 
     @property
     def max_rss_mib(self) -> float:
@@ -126,6 +131,7 @@ class Measured:
 
 _MAX_RSS = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
 _CPU = re.compile(r"(?:User|System) time \(seconds\): ([0-9.]+)")
+_USER_CPU = re.compile(r"User time \(seconds\): ([0-9.]+)")
 
 
 def run_measured(
@@ -156,6 +162,7 @@ def run_measured(
         wall_s=wall,
         max_rss_kib=int(match.group(1)) if match else -1,
         cpu_s=sum(float(x) for x in _CPU.findall(text)),
+        user_s=sum(float(x) for x in _USER_CPU.findall(text)),
         returncode=done.returncode,
         stdout=done.stdout,
         stderr=done.stderr,
@@ -232,6 +239,96 @@ def write_skopeo_sync_yaml(
     }
     path.write_text(json.dumps(doc, indent=2))
     return path
+
+
+#: Environment variables that carry a Basic-auth target's credentials to image-sync.
+USER_ENV, PASSWORD_ENV = "BENCH_TARGET_USER", "BENCH_TARGET_PASSWORD"
+
+
+def short_name(repo: str) -> str:
+    return repo.rsplit("/", 1)[-1]
+
+
+class Tool:
+    """One tool mirroring `images` from `upstream_host` into `target` (as `mirror/NAME`)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        images: Sequence[PushedImage],
+        upstream_host: str,
+        target: RegistryServer,
+        target_host: str,
+        home: Path,
+    ) -> None:
+        self.name = name
+        self.images = list(images)
+        self.target = target
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True)
+        by_repo: dict[str, list[str]] = {}
+        for image in images:
+            by_repo.setdefault(image.repo, []).append(image.tag)
+        creds = {}
+        if target.username is not None and target.password is not None:
+            creds = {USER_ENV: target.username, PASSWORD_ENV: target.password}
+        if name == "image-sync":
+            settings: dict[str, dict[str, str]] = {
+                upstream_host: {"tls": "disabled"},
+                target_host: {"tls": "disabled"},
+            }
+            if creds:
+                settings[target_host].update(
+                    username=f"env:{USER_ENV}", password=f"env:{PASSWORD_ENV}"
+                )
+            config = write_image_sync_config(
+                home / "image-sync.json",
+                [
+                    ImageSpec(
+                        name=short_name(repo),
+                        upstream=f"{upstream_host}/{repo}",
+                        target=f"{target_host}/mirror/{short_name(repo)}",
+                        tags=tuple(tags),
+                    )
+                    for repo, tags in by_repo.items()
+                ],
+                settings,
+            )
+            self.argv = image_sync_argv("--config", str(config), "--json", "sync", "--no-discover")
+            self.env = image_sync_env(home, creds)
+        else:
+            source = write_skopeo_sync_yaml(home / "skopeo-sync.yaml", upstream_host, by_repo)
+            self.argv = [
+                SKOPEO,
+                "sync",
+                "--all",
+                "--preserve-digests",
+                "--src",
+                "yaml",
+                "--dest",
+                "docker",
+                "--dest-tls-verify=false",
+            ]
+            if creds:
+                self.argv.append(f"--dest-creds={creds[USER_ENV]}:{creds[PASSWORD_ENV]}")
+            self.argv += [str(source), f"{target_host}/mirror"]
+            self.env = skopeo_env(home)
+
+    def run(self) -> Measured:
+        m = run_measured(self.argv, env=self.env, cwd=REPO_ROOT).check()
+        if self.name == "image-sync":
+            status = json.loads(m.stdout)["status"]
+            if status != "ok":
+                raise RuntimeError(f"image-sync run ended {status}: {m.stdout[-2000:]}")
+        return m
+
+    def verify(self) -> None:
+        problems = verify_copies(
+            self.target, [(f"mirror/{short_name(i.repo)}", i.tag, i.digest) for i in self.images]
+        )
+        if problems:
+            raise RuntimeError(f"{self.name} left its target wrong: {problems[:3]}")
 
 
 # -- synthetic images --------------------------------------------------------------------------

@@ -21,18 +21,19 @@ The algorithm, step by step (the code below follows it):
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from sync.errors import BlobMismatchError, ImageSyncError, RegistryError
 from sync.oci import Descriptor, Manifest, is_digest
 from sync.reference import Reference
 from sync.registry import BlobStream, RegistryClient, UploadSession
 
-__all__ = ["Copier", "CopyResult", "CopyStats", "settle"]
+__all__ = ["Copier", "CopyProgress", "CopyResult", "CopyStats", "settle"]
 
 T = TypeVar("T")
 
@@ -41,6 +42,26 @@ LARGE_BLOB = 1024 * 1024
 
 #: Called with the number of blob bytes just sent to the target.
 ProgressCallback = Callable[[int], None]
+
+
+class CopyProgress(Protocol):
+    """What one copy tells about its blob transfers, for a progress display."""
+
+    def planned(self, size: int) -> None:
+        """A blob of `size` bytes is to be sent (the target lacks it and cannot mount it)."""
+
+    def sent(self, size: int) -> None:
+        """`size` more bytes went to the target."""
+
+    def done(self, ok: bool) -> None:
+        """The copy ended: pushed (`ok`) or failed."""
+
+
+#: The progress of the copy a task works for: tasks started inside `Copier.copy` inherit it,
+#: so the bytes of a blob are counted for the copy that sends them.
+_PROGRESS: contextvars.ContextVar[CopyProgress | None] = contextvars.ContextVar(
+    "image_sync_copy_progress", default=None
+)
 
 
 @dataclass(slots=True)
@@ -112,24 +133,35 @@ class Copier:
         target_ref: Reference,
         *,
         manifest: Manifest | None = None,
+        progress: CopyProgress | None = None,
     ) -> CopyResult:
         """Copy `source_ref` to `target_ref` (a tag, or its digest when it has no tag).
 
-        `manifest` may carry the source manifest already read. Raises ImageSyncError; the
-        target tag is untouched unless everything it would point at is in place.
+        `manifest` may carry the source manifest already read; `progress` hears of the blobs
+        this copy sends. Raises ImageSyncError; the target tag is untouched unless everything
+        it would point at is in place.
         """
-        src = _Side(source, source_ref.repository)
-        dst = _Side(target, target_ref.repository)
-        stats = CopyStats()
-        if manifest is None:
-            manifest = await self._source_manifest(src, source_ref.identifier)
-        if source_ref.digest and manifest.digest != source_ref.digest:
-            raise ImageSyncError(f"{source_ref}: source answered {manifest.digest}")
-        await self._copy_manifest_content(src, dst, manifest, stats)
-        reference = target_ref.tag or manifest.digest
-        await target.manifest_put(dst.repository, reference, manifest)
-        stats.manifests_pushed += 1
-        return CopyResult(manifest.digest, manifest.media_type, stats)
+        # Tasks started from here on inherit it: their bytes count for this copy.
+        token = _PROGRESS.set(progress)
+        ok = False
+        try:
+            src = _Side(source, source_ref.repository)
+            dst = _Side(target, target_ref.repository)
+            stats = CopyStats()
+            if manifest is None:
+                manifest = await self._source_manifest(src, source_ref.identifier)
+            if source_ref.digest and manifest.digest != source_ref.digest:
+                raise ImageSyncError(f"{source_ref}: source answered {manifest.digest}")
+            await self._copy_manifest_content(src, dst, manifest, stats)
+            reference = target_ref.tag or manifest.digest
+            await target.manifest_put(dst.repository, reference, manifest)
+            stats.manifests_pushed += 1
+            ok = True
+            return CopyResult(manifest.digest, manifest.media_type, stats)
+        finally:
+            _PROGRESS.reset(token)
+            if progress is not None:
+                progress.done(ok)
 
     async def _copy_manifest_content(
         self, src: _Side, dst: _Side, manifest: Manifest, stats: CopyStats
@@ -259,6 +291,9 @@ class Copier:
                 stats.blobs_skipped += 1
                 return
             break
+        progress = _PROGRESS.get()
+        if progress is not None:
+            progress.planned(blob.size)
         if blob.size >= LARGE_BLOB:
             async with self._blob_slots:
                 await self._stream_blob(src, dst, blob, stats, session)
@@ -333,6 +368,7 @@ class Copier:
         digest = hashlib.sha256()
         size = 0
         held: bytes | None = None
+        progress = _PROGRESS.get()
         async for chunk in stream:
             if not chunk:
                 continue
@@ -343,6 +379,8 @@ class Copier:
             if held is not None:
                 if self._progress:
                     self._progress(len(held))
+                if progress is not None:
+                    progress.sent(len(held))
                 yield held
             held = chunk
         actual = "sha256:" + digest.hexdigest()
@@ -355,6 +393,8 @@ class Copier:
         if held is not None:
             if self._progress:
                 self._progress(len(held))
+            if progress is not None:
+                progress.sent(len(held))
             yield held
 
 

@@ -16,9 +16,10 @@ host's cause (`UNREACHABLE`, `TIMEOUT`), deadline or not.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -26,19 +27,28 @@ import httpx
 
 from sync.auth import CredentialProvider, pull_scope
 from sync.config import Config, ImageConfig
-from sync.copy import Copier, CopyResult, settle
+from sync.copy import Copier, CopyProgress, CopyResult, settle
 from sync.errors import (
     TIMEOUT,
     AuthenticationError,
     DeadlineExceeded,
     ImageSyncError,
+    ManifestError,
     PullBudgetExhausted,
     RegistryError,
     UpstreamMissingError,
 )
+from sync.oci import Descriptor
 from sync.reference import Reference
 from sync.referrers import ReferrerJob, Referrers
-from sync.registry import HostSettings, ManifestInfo, Registries, RegistryClient
+from sync.registry import (
+    MAX_CONNECTIONS,
+    HostSettings,
+    ManifestInfo,
+    Registries,
+    RegistryClient,
+    probe_tls,
+)
 from sync.report import (
     ErrorInfo,
     ImageReport,
@@ -51,9 +61,19 @@ from sync.report import (
     build_report,
 )
 from sync.retry import Timeouts
-from sync.versions import newest_versions, select_new_tags
+from sync.versions import discovery_candidates, select_new_tags
 
-__all__ = ["DiscoveredTag", "Engine", "RunOptions", "hard_stop_after", "registries_for"]
+__all__ = [
+    "DiscoveredTag",
+    "Engine",
+    "RunOptions",
+    "hard_stop_after",
+    "insecure_hosts",
+    "registries_for",
+]
+
+#: Makes the progress display of one copy, given what it copies ("image:tag" or a reference).
+ProgressFactory = Callable[[str], CopyProgress]
 
 log = logging.getLogger("image_sync")
 
@@ -76,6 +96,7 @@ class RunOptions:
     #: never. `hard_stop_after(deadline)` is the usual value.
     hard_deadline: float | None = None
     pull_floor: int = 10
+    #: Copies under way at once per upstream host.
     concurrency: int = 8
 
 
@@ -98,6 +119,11 @@ def hard_stop_after(deadline: float) -> float:
     return deadline + grace
 
 
+#: Tags compared at once per upstream host (a manifest HEAD on each side; no pulls): as many as
+#: a registry client keeps connections, so a warm run costs a few rounds of HEADs, not one
+#: round per `RunOptions.concurrency` tags. Copies are bounded by `concurrency`.
+COMPARE_CONCURRENCY = MAX_CONNECTIONS
+
 #: Docker Hub pulls one copy is assumed to spend while it runs (index + children), reserved
 #: against the announced allowance so that concurrent copies don't overspend it together.
 PULLS_PER_COPY = 4
@@ -105,7 +131,10 @@ PULLS_PER_COPY = 4
 
 @dataclass(frozen=True, slots=True)
 class DiscoveredTag:
+    """One tag of the discovery window: whether it is configured, whether the target has it."""
+
     tag: str
+    configured: bool
     on_target: bool
 
 
@@ -116,7 +145,8 @@ class _Work:
     image: ImageConfig
     tag: str
     discovered: bool
-    #: waiting (not started), comparing (manifest HEADs), copying, referrers, done.
+    #: waiting (not started), comparing (manifest HEADs), queued (for a copy slot), copying,
+    #: referrers, done.
     phase: str = "waiting"
     #: The tag's entry once its image is settled, before its referrers.
     image_report: TagReport | None = None
@@ -150,6 +180,9 @@ class _Work:
             )
         elif self.phase == "waiting":
             error = DeadlineExceeded("time budget spent before this tag started")
+            action = "deferred"
+        elif self.phase == "queued":
+            error = DeadlineExceeded("time budget spent before the copy could start")
             action = "deferred"
         else:
             what = "copy" if self.phase == "copying" else "comparison"
@@ -205,12 +238,13 @@ class Engine:
         config: Config,
         registries: Registries,
         *,
-        progress: Callable[[int], None] | None = None,
+        progress: ProgressFactory | None = None,
         blob_concurrency: int = 4,
     ) -> None:
         self.config = config
         self.registries = registries
-        self._copier = Copier(blob_concurrency=blob_concurrency, progress=progress)
+        self._progress = progress
+        self._copier = Copier(blob_concurrency=blob_concurrency)
         self._referrers = Referrers(self._copier)
         #: Upstream pulls reserved by copies under way, per registry host.
         self._pulls_reserved: dict[str, int] = {}
@@ -228,6 +262,7 @@ class Engine:
         deadline = clock0 + options.deadline if options.deadline is not None else None
         hard = clock0 + options.hard_deadline if options.hard_deadline is not None else None
         slots: dict[str, asyncio.Semaphore] = {}
+        copy_slots: dict[str, asyncio.Semaphore] = {}
         self._temporary_failure = False
         runs = []
         for image in self._select_images(options.images):
@@ -237,12 +272,12 @@ class Engine:
             runs.append(_ImageRun(image, work))
 
         async def guarded(item: _Work) -> None:
-            slot = slots.setdefault(
-                item.image.upstream_ref.host, asyncio.Semaphore(options.concurrency)
-            )
+            host = item.image.upstream_ref.host
+            slot = slots.setdefault(host, asyncio.Semaphore(COMPARE_CONCURRENCY))
+            copy_slot = copy_slots.setdefault(host, asyncio.Semaphore(options.concurrency))
             async with slot:
                 try:
-                    report = await self._tag(item, options, deadline)
+                    report = await self._tag(item, options, deadline, copy_slot)
                     item.image_report, item.phase = report, "referrers"
                     item.report = await self._tag_referrers(item, report, options, deadline)
                 except Exception as exc:  # a bug must cost one tag, not the run
@@ -302,7 +337,9 @@ class Engine:
                             if h in silent
                         }
                         # Cut off while it ran, or held up by a silent host: temporary.
-                        if item.report is None and (item.phase != "waiting" or item.silent):
+                        if item.report is None and (
+                            item.phase not in {"waiting", "queued"} or item.silent
+                        ):
                             self._temporary_failure = True
         image_reports = [run.report() for run in runs]
         report = build_report(
@@ -414,7 +451,13 @@ class Engine:
     def _client(self, host: str) -> RegistryClient:
         return self.registries.client(host)
 
-    async def _tag(self, work: _Work, options: RunOptions, deadline: float | None) -> TagReport:
+    async def _tag(
+        self,
+        work: _Work,
+        options: RunOptions,
+        deadline: float | None,
+        copy_slot: asyncio.Semaphore,
+    ) -> TagReport:
         image, tag = work.image, work.tag
         fields: dict[str, object] = {"image": image.name, "tag": tag, "discovered": work.discovered}
         up: ManifestInfo | None = None
@@ -492,8 +535,13 @@ class Engine:
                 extra={**fields, "action": "would_copy"},
             )
             return entry(state, "would_copy")
+        # A copy slot is taken before the refusal checks (deadline, pull budget) and released
+        # after the copy; nothing between here and the `try` below awaits.
+        work.phase = "queued"
+        await copy_slot.acquire()
         refusal = self._refusal(upstream, options, deadline)
         if refusal is not None:
+            copy_slot.release()
             log.warning("%s:%s deferred: %s", image.name, tag, refusal, extra=fields)
             return entry(state, "deferred", refusal)
         host = upstream.host
@@ -508,6 +556,7 @@ class Engine:
                 image.upstream_ref.with_tag(tag).with_digest(up.digest),
                 target,
                 image.target_ref.with_tag(tag),
+                progress=self._progress(f"{image.name}:{tag}") if self._progress else None,
             )
         except ImageSyncError as exc:
             if self._upstream_refused(exc, upstream):
@@ -515,6 +564,7 @@ class Engine:
             return failed(exc, state)
         finally:
             self._pulls_reserved[host] -= PULLS_PER_COPY
+            copy_slot.release()
         stats = result.stats
         log.info(
             "%s:%s copied %s (%d bytes, %d blobs, %d already there)",
@@ -699,26 +749,77 @@ class Engine:
     async def copy(self, source: Reference, target: Reference) -> CopyResult:
         """Copy one image reference (the CLI's `copy`), with this run's clients and progress."""
         return await self._copier.copy(
-            self._client(source.host), source, self._client(target.host), target
+            self._client(source.host),
+            source,
+            self._client(target.host),
+            target,
+            progress=self._progress(str(target)) if self._progress else None,
         )
 
     # -- read-only helpers for the CLI ----------------------------------------------------------
 
-    async def discover(self, name: str, count: int) -> list[DiscoveredTag]:
-        """The newest `count` upstream version tags that are not configured, and whether the
-        target has each. No writes."""
+    async def discovery_window(self, name: str, count: int | None = None) -> list[str]:
+        """The window sync's discovery uses for image `name`: the newest `count` upstream
+        version tags (default: the image's `max_tags_to_check`) after `tag_pattern`, newest
+        first, configured tags included (they take their places in it)."""
         image = self.config.image(name)
+        limit = image.effective_max_tags_to_check(self.config) if count is None else count
         tags = await self._client(image.upstream_ref.host).tag_list(image.upstream_ref.repository)
-        chosen = newest_versions(
-            tags, pattern=image.tag_regex, exclude=set(image.tags), limit=count
-        )
+        # select_new_tags with nothing excluded: exactly the window a run takes.
+        return select_new_tags(tags, limit=limit, pattern=image.tag_regex, exclude=())
+
+    async def discover(self, name: str, count: int | None = None) -> list[DiscoveredTag]:
+        """`discovery_window`, each tag with whether it is configured and whether the target
+        has it. No writes."""
+        image = self.config.image(name)
+        window = await self.discovery_window(name, count)
         target = self._client(image.target_ref.host)
         heads = await settle(
-            *(_target_head(target, image.target_ref.repository, tag) for tag in chosen)
+            *(_target_head(target, image.target_ref.repository, tag) for tag in window)
         )
         return [
-            DiscoveredTag(tag, head is not None) for tag, head in zip(chosen, heads, strict=True)
+            DiscoveredTag(tag, tag in image.tags, head is not None)
+            for tag, head in zip(window, heads, strict=True)
         ]
+
+    async def tags(self, repository: Reference, *, versions: bool = False) -> list[str]:
+        """A repository's tags in the registry's order; `versions`: the version-like ones,
+        newest first, by the discovery rules."""
+        tags = await self._client(repository.host).tag_list(repository.repository)
+        if versions:
+            return [version.tag for version in discovery_candidates(tags)]
+        return tags
+
+    async def manifest(self, ref: Reference) -> bytes:
+        """The manifest's bytes exactly as the registry serves them (checked against the
+        digest asked for or announced)."""
+        client = self._client(ref.host)
+        return (await client.manifest_get(ref.repository, ref.identifier)).raw
+
+    async def digest(self, ref: Reference, platform: str | None = None) -> str:
+        """The manifest digest `ref` resolves to (a HEAD: no Docker Hub pull); with `platform`
+        (`os/arch[/variant]`), the digest of that platform's image in the index."""
+        client = self._client(ref.host)
+        if platform is None:
+            info = await client.manifest_head(ref.repository, ref.identifier)
+            if info is None:
+                raise UpstreamMissingError(f"{ref}: no such manifest")
+            return info.digest
+        manifest = await client.manifest_get(ref.repository, ref.identifier)
+        if manifest.is_index:
+            children = [c for c in manifest.children() if c.platform]
+            chosen = _platform_match(children, platform)
+            if chosen is None:
+                listed = ", ".join(sorted({c.platform or "" for c in children})) or "none"
+                raise ManifestError(f"{ref}: no {platform} image in the index (it has {listed})")
+            return chosen.digest
+        # One image: its config says which platform it is for.
+        config_blob = manifest.blobs()[0]
+        doc = await client.blob_get(ref.repository, config_blob.digest)
+        own = _config_platform(doc)
+        if own is None or _platform_match([Descriptor("", manifest.digest, 0, own)], platform):
+            return manifest.digest
+        raise ManifestError(f"{ref}: a single {own} image, not {platform}")
 
     async def check_access(self, host: str, repository: str, *, required: bool) -> str:
         """Reach a registry, authenticate for pulling `repository`, and HEAD it. Returns a
@@ -779,17 +880,57 @@ def _info(error: ImageSyncError) -> ErrorInfo:
     return ErrorInfo.from_error(error)
 
 
+def _platform_match(children: Sequence[Descriptor], wanted: str) -> Descriptor | None:
+    """The child for `os/arch[/variant]`: an exact match, else (no variant asked for) the
+    first child of that os/arch (`linux/arm64` finds `linux/arm64/v8`)."""
+    for child in children:
+        if child.platform == wanted:
+            return child
+    if wanted.count("/") == 1:
+        for child in children:
+            if child.platform and child.platform.startswith(wanted + "/"):
+                return child
+    return None
+
+
+def _config_platform(raw: bytes) -> str | None:
+    """`os/arch[/variant]` from an image config blob, None when it does not say."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not doc.get("os") or not doc.get("architecture"):
+        return None
+    parts = [str(doc["os"]), str(doc["architecture"])]
+    if doc.get("variant"):
+        parts.append(str(doc["variant"]))
+    return "/".join(parts)
+
+
+async def insecure_hosts(hosts: Iterable[str]) -> dict[str, bool]:
+    """For `--insecure`: each host → whether to speak TLS to it (unverified), by asking it."""
+    unique = sorted(set(hosts))
+    secure = await asyncio.gather(*(probe_tls(host) for host in unique))
+    return dict(zip(unique, secure, strict=True))
+
+
 def registries_for(
     config: Config,
     credentials: CredentialProvider | None,
     *,
+    insecure: Mapping[str, bool] | None = None,
     timeouts: Timeouts | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Registries:
-    """Registry clients that follow the config: TLS per host, credentials from `credentials`;
-    `timeouts` (default: the production values) and `transport` are for tests and benches."""
+    """Registry clients that follow the config: TLS per host, credentials from `credentials`.
+    `insecure` (from `insecure_hosts`) overrides the config for the hosts it names: TLS
+    without certificate checks, or plain HTTP. `timeouts` (default: the production values)
+    and `transport` are for tests and benches."""
+    overrides = dict(insecure or {})
 
     def settings_for(host: str) -> HostSettings:
+        if host in overrides:
+            return HostSettings(secure=overrides[host], credentials=credentials, verify=False)
         return HostSettings(secure=config.tls_enabled(host), credentials=credentials)
 
     return Registries(settings_for, timeouts=timeouts, transport=transport)

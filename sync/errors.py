@@ -16,6 +16,7 @@ __all__ = [
     "AuthenticationError",
     "BlobMismatchError",
     "ConfigError",
+    "ConfigMissingError",
     "CredentialError",
     "DeadlineExceeded",
     "ImageSyncError",
@@ -26,6 +27,7 @@ __all__ = [
     "RegistryError",
     "UnsupportedError",
     "UpstreamMissingError",
+    "UsageError",
     "redact_url",
 ]
 
@@ -80,6 +82,23 @@ class ConfigError(ImageSyncError):
         first = self.problems[0] if self.problems else "invalid"
         more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
         super().__init__(f"{source}: {first}{more}")
+
+
+class ConfigMissingError(ConfigError):
+    """No config file where the CLI looks for one (`--config`, `$IMAGE_SYNC_CONFIG`, `./`)."""
+
+    code = "CONFIG_MISSING"
+
+    def __init__(self, message: str) -> None:
+        ImageSyncError.__init__(self, message)
+        self.problems = (message,)
+        self.source = ""
+
+
+class UsageError(ImageSyncError):
+    """Bad command-line arguments: an unknown option or command, a malformed value."""
+
+    code = "USAGE"
 
 
 class CredentialError(ImageSyncError):

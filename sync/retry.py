@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
@@ -38,9 +39,11 @@ __all__ = [
     "Reply",
     "RetryPolicy",
     "Timeouts",
+    "answered_plain_http",
     "parse_rate_limit",
     "parse_retry_after",
     "send_with_retry",
+    "tls_failure",
 ]
 
 #: Statuses a retry can fix. Never 401/403/404: those need a different request, not the same.
@@ -201,7 +204,7 @@ class HostHealth:
             method=method,
             url=url,
             kind=down.kind,
-            temporary=True,
+            temporary=down.kind in {UNREACHABLE, TIMEOUT},
         )
 
     def check(self, host: str, method: str, url: str) -> None:
@@ -219,6 +222,58 @@ _TRANSIENT_TRANSPORT = (httpx.NetworkError, httpx.TimeoutException, httpx.Remote
 
 #: Bodies read into memory (manifests, tokens, tag lists, errors) are capped at this size.
 MAX_BUFFERED_BODY = 8 * 1024 * 1024
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx wraps httpcore, which wraps the ssl module's error
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+_PLAIN_HTTP_MARKS = (
+    "wrong_version_number",
+    "wrong version number",
+    "record layer failure",
+    "http_request",
+    "http request",
+    "packet length too long",
+)
+
+
+def answered_plain_http(exc: BaseException) -> bool:
+    """Whether `exc` is a TLS handshake that met a port speaking plain HTTP."""
+    error = _ssl_error(exc)
+    text = f"{error.reason or ''} {error}".lower() if error is not None else ""
+    return any(mark in text for mark in _PLAIN_HTTP_MARKS)
+
+
+def tls_failure(exc: BaseException) -> str | None:
+    """What went wrong when `exc` is a failed TLS handshake, with the way out; else None.
+
+    A handshake that meets a plain-HTTP port fails at once (OpenSSL's WRONG_VERSION_NUMBER,
+    or "record layer failure", "http request" in other versions): no retry can help and the
+    fix is a setting, so it is said at once rather than retried for seconds.
+    """
+    error = _ssl_error(exc)
+    if error is None:
+        return None
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return (
+            f"TLS certificate not trusted ({error.verify_message or error.reason}); for a "
+            "registry with a self-signed certificate use --insecure on the command line"
+        )
+    how = (
+        'use --insecure on the command line, or set "tls": "disabled" for this host in the '
+        'config\'s "registries"'
+    )
+    if answered_plain_http(exc):
+        return f"TLS handshake failed: the port speaks plain HTTP, not HTTPS; {how}"
+    return f"TLS handshake failed ({error.reason or error}); {how}"
 
 
 @dataclass(slots=True)
@@ -349,9 +404,16 @@ async def send_with_retry(
         except _TRANSIENT_TRANSPORT as exc:
             if response is not None:
                 await response.aclose()
-            kind = _unanswered(exc, metadata)
             # The host that did not answer: after a redirect, not necessarily the first one.
             failed_url = exc.request.url if exc.request is not None else target
+            tls = tls_failure(exc)
+            if tls is not None:
+                # A failed handshake (a certificate not trusted, a plain-HTTP port) is a
+                # setting, not luck: said at once, and the host is down for the run.
+                if health is not None:
+                    health.mark_down(failed_url.netloc.decode("ascii"), "TLS_ERROR", tls)
+                raise RegistryError(tls, method=method, url=str(url), kind="TLS_ERROR") from None
+            kind = _unanswered(exc, metadata)
             if kind is None:
                 error = RegistryError(
                     _describe(exc), method=method, url=str(failed_url), temporary=True

@@ -36,14 +36,18 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from sync.config import Config, load_config, resolve_config_path
-from sync.credentials import CredentialResolver
-from sync.engine import Engine, RunOptions, hard_stop_after, registries_for
 from sync.errors import ConfigError, ImageSyncError
 from sync.reference import is_tag
-from sync.report import Report, summarize
+
+if TYPE_CHECKING:
+    from sync.config import Config
+    from sync.engine import RunOptions
+    from sync.report import Report
+
+# The config (pydantic), the engine, the report and the HTTP stack are imported by the first
+# request that needs them, not by `import main`: the instance starts serving sooner.
 
 __all__ = [
     "ALLOWED_METHODS",
@@ -200,6 +204,8 @@ class SyncRequest:
                     f"tags: {_names(stray)} not a configured tag of the selected images, and "
                     "tag discovery is off for them"
                 )
+        from sync.engine import RunOptions, hard_stop_after  # noqa: PLC0415
+
         return RunOptions(
             images=self.images,
             tags=self.tags,
@@ -401,6 +407,8 @@ def platform_timeout_needed(deadline: float) -> float:
     cancelled at `hard_stop_after(deadline)`; should that ever not end the run, it is abandoned
     `LAST_RESORT_SECONDS` later; `ANSWER_MARGIN_SECONDS` remain for the answer. With the
     defaults: 1500 + 180 + 30 + 60 = 1770 <= 1800."""
+    from sync.engine import hard_stop_after  # noqa: PLC0415
+
     return hard_stop_after(deadline) + LAST_RESORT_SECONDS + ANSWER_MARGIN_SECONDS
 
 
@@ -413,6 +421,9 @@ async def run_once(
 ) -> Report:
     """One engine run with its own credential resolver (secrets read once, closed at the end)
     and registry clients; RunTimeout when it is still going after `hard_timeout` seconds."""
+    from sync.credentials import CredentialResolver  # noqa: PLC0415
+    from sync.engine import Engine, registries_for  # noqa: PLC0415
+
     credentials = CredentialResolver(config, env=env)
     try:
         async with registries_for(config, credentials) as registries:
@@ -503,6 +514,8 @@ def log_summary(
         rejected = 400 <= answer.status < 500 and trigger == "manual"
         status = "rejected" if rejected else "failed"
         names = list(images)
+        from sync.report import summarize  # noqa: PLC0415
+
         counts = summarize(()).model_dump()
         fields["code"] = code
     fields.update(
@@ -559,6 +572,8 @@ def _handle(incoming: Incoming, env: Mapping[str, str], outcome: _Outcome) -> An
     except BadRequest as exc:
         return _bad_request(exc)
     outcome.dry_run = wanted.dry_run
+    from sync.config import load_config, resolve_config_path  # noqa: PLC0415
+
     try:
         deadline = deadline_seconds(env)
         config = load_config(resolve_config_path(None, env))
@@ -596,7 +611,7 @@ def _handle(incoming: Incoming, env: Mapping[str, str], outcome: _Outcome) -> An
                 config,
                 options,
                 env=env,
-                hard_timeout=hard_stop_after(deadline) + LAST_RESORT_SECONDS,
+                hard_timeout=(options.hard_deadline or deadline) + LAST_RESORT_SECONDS,
             )
         )
     except RunTimeout as exc:

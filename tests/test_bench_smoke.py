@@ -27,7 +27,9 @@ pytestmark = pytest.mark.skipif(
                 "image-sync/skopeo",
                 "Peak RSS copying one image with one layer",
                 "baseline: `python -m sync --version` peak RSS",
-                "wall <= 1.0x skopeo",
+                "cold wall <= 0.8x skopeo sync",
+                "warm wall <= 0.8x skopeo sync",
+                "client CPU per GiB <= 1.0x skopeo sync",
             ],
         ),
         (
@@ -40,6 +42,7 @@ pytestmark = pytest.mark.skipif(
                 "warm <= 0.05x skopeo sync",
             ],
         ),
+        ("startup_bench.py", ["Start-up", "import main ms", "`python -m sync --version` wall"]),
         (
             "referrers_bench.py",
             ["Requests each registry answered in one warm run", "signed, referrers on"],

@@ -26,6 +26,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from sync import service
+import sync.engine
 from sync.engine import Engine, RunOptions
 from sync.report import Report
 from tests.bed import images
@@ -694,7 +695,7 @@ def test_a_run_that_overstays_its_budget_is_stopped_and_answered_500(
         raise AssertionError("not stopped")
 
     monkeypatch.setattr(Engine, "run", stuck)
-    monkeypatch.setattr(service, "hard_stop_after", lambda deadline: deadline + 0.05)
+    monkeypatch.setattr(sync.engine, "hard_stop_after", lambda deadline: deadline + 0.05)
     monkeypatch.setattr(service, "LAST_RESORT_SECONDS", 0.0)
     monkeypatch.setenv("SYNC_DEADLINE_SECONDS", "0.05")
 
