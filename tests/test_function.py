@@ -25,8 +25,8 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from sync import service
 import sync.engine
+from sync import service
 from sync.engine import Engine, RunOptions
 from sync.report import Report
 from tests.bed import images
