@@ -427,10 +427,13 @@ class Demo:
         self.out.line("Try the CLI (in a shell of yours):")
         for command in (
             f". {shlex.quote(str(env_file))}",
+            "image-sync --help",
+            "image-sync validate",
             "image-sync list",
             "image-sync status",
             "image-sync discover examples-httpbin",
             "image-sync sync --dry-run",
+            "image-sync sync examples-helloworld-v1",
             f"image-sync tags {hello} --versions",
             f"image-sync digest {hello}:1.0 --platform linux/arm64",
             f"image-sync manifest {hello}:1.0",
