@@ -4,6 +4,11 @@ Exit codes: 0 the demo ran and everything behaved as described; 1 something did 
 message says what, with the tail of the function's log when it matters); 2 a program is missing
 (the message says what to install); 130 Ctrl-C, 128+N another signal. Whatever happens, every
 process the demo started is stopped by its PID and the temp directory is removed.
+
+`--keep` (`make demo KEEP=1`): the demo runs in a background process of its own that, once the
+steps are done, leaves the registries, the Secret Manager, the function and the config running,
+prints the commands to try the CLI on them and the `kill PID` that stops it all (and cleans up
+as above); the command itself then returns.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ __all__ = ["DemoFailure", "main"]
 
 STEPS = 11
 EXIT_OK, EXIT_FAILED, EXIT_MISSING_TOOL = 0, 1, 2
+#: The line a kept demo prints when everything is ready; the launching process stops there.
+READY_MARK = "--- image-sync demo: ready ---"
 _CLI_TIMEOUT = 120.0
 _LOOPBACK = "127.0.0.1,localhost"
 
@@ -92,12 +99,16 @@ class Demo:
         with self.out.step("`image-sync status` before the first run: missing everywhere"):
             self.status(expect=4, meaning="4 = every tag compared, some would be copied")
         with self.out.step("`image-sync discover`: upstream's newest versions, in version order"):
-            listed = self.cli("discover", "examples-httpbin", "3", expect=0)
+            listed = self.cli("discover", "examples-httpbin", expect=0)
             order = [line.split()[0] for line in listed.splitlines()[1:] if line.strip()]
-            if order != ["v2.16.0", "v2.9.0", "v2.8.0"]:
-                raise DemoFailure(f"discover listed {order}, not v2.16.0, v2.9.0, v2.8.0")
+            if order != ["v2.16.0", "v2.15.0", "v2.9.0"]:
+                raise DemoFailure(f"discover listed {order}, not v2.16.0, v2.15.0, v2.9.0")
             self.out.say(
-                "v2.16.0 comes before v2.9.0 (as versions; alphabetically it is the other way)"
+                "v2.16.0 comes before v2.9.0 (as versions; alphabetically it is the other way);"
+            )
+            self.out.say(
+                f"the window is the newest {plan.MAX_TAGS_TO_CHECK} (max_tags_to_check): sync "
+                "mirrors the two that are not configured, and leaves v2.8.0 alone"
             )
         self.start_function()
         self.first_call()
@@ -383,6 +394,67 @@ class Demo:
             f"the last:\n  {json.dumps(last)}"
         )
 
+    # -- --keep --------------------------------------------------------------------------------
+
+    def keep(self) -> None:
+        """Prints how to use what runs and how to stop it, then waits for that signal."""
+        assert self.tools is not None and self.tmp is not None and self.function is not None
+        assert self.upstream is not None and self.target is not None
+        env_file = self.tmp / "env.sh"
+        exports = {
+            name: self.env[name]
+            for name in (
+                "IMAGE_SYNC_CONFIG",
+                "GOOGLE_CLOUD_PROJECT",
+                "SECRET_MANAGER_ENDPOINT",
+                "DOCKER_CONFIG",
+                "NO_PROXY",
+            )
+        }
+        lines = [f"export {name}={shlex.quote(value)}" for name, value in exports.items()]
+        cli = self.tools.image_sync
+        if len(cli) == 1:
+            lines.append(f'export PATH={shlex.quote(str(Path(cli[0]).parent))}:"$PATH"')
+        else:
+            lines.append(f"alias image-sync={shlex.quote(shlex.join(cli))}")
+        env_file.write_text("\n".join(lines) + "\n")
+        up, tg = self.upstream.host, self.target.host
+        hello = f"{up}/istio/examples-helloworld-v1"
+        self.out.line()
+        self.out.line("Left running (--keep): both registries, the Secret Manager, the function.")
+        self.out.say(f"upstream {up} (stands in for docker.io), target {tg} (for quay.io)")
+        self.out.say(f"config  {self.env['IMAGE_SYNC_CONFIG']}")
+        self.out.line("Try the CLI (in a shell of yours):")
+        for command in (
+            f". {shlex.quote(str(env_file))}",
+            "image-sync --help",
+            "image-sync validate",
+            "image-sync list",
+            "image-sync status",
+            "image-sync discover examples-httpbin",
+            "image-sync sync --dry-run",
+            "image-sync sync examples-helloworld-v1",
+            f"image-sync tags {hello} --versions",
+            f"image-sync digest {hello}:1.0 --platform linux/arm64",
+            f"image-sync manifest {hello}:1.0",
+            f"image-sync copy {hello}:1.1 {tg}/sail-dev/try-copy",
+            "image-sync check-deps",
+            f"curl -sS -X POST -H 'Content-Type: application/json' --data '{{}}' "
+            f"{self.function.url}",
+        ):
+            self.out.say(command)
+        self.out.line(f"Stop everything (and remove {self.tmp}):")
+        self.out.say(f"kill {os.getpid()}")
+        self.out.line(READY_MARK)
+        # Nobody reads this output any more: keep writing, to nowhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+                os.dup2(devnull, stream.fileno())
+        while True:  # until SIGTERM/SIGHUP (Interrupted) or SIGINT (KeyboardInterrupt)
+            signal.pause()
+
     # -- cleanup -------------------------------------------------------------------------------
 
     def cleanup(self) -> None:
@@ -504,7 +576,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--full-report", action="store_true", help="print the first report unabridged"
     )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the registries, Secret Manager, function and config running; print how to "
+        "try the CLI on them and how to stop them",
+    )
+    parser.add_argument("--kept", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.keep and not args.kept:
+        return _launch_kept(list(sys.argv[1:] if argv is None else argv))
     out = Console(sys.stdout, STEPS)
     out.line("image-sync demo: the daily Cloud Scheduler run, on this machine, loopback only")
     for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -514,6 +595,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         demo.run()
         code = EXIT_OK
+        if args.kept:
+            _finish(out)
+            demo.keep()
     except MissingTool as exc:
         out.say(f"cannot run: {exc}")
         code = EXIT_MISSING_TOOL
@@ -539,7 +623,38 @@ def main(argv: Sequence[str] | None = None) -> int:
                 out.block(demo.function.log_tail())
             demo.cleanup()
     if code == EXIT_OK:
-        out.line()
-        out.line(f"Demo finished in {out.elapsed():.1f}s. Time per step:")
-        out.timing_summary()
+        _finish(out)
     return code
+
+
+def _finish(out: Console) -> None:
+    out.line()
+    out.line(f"Demo finished in {out.elapsed():.1f}s. Time per step:")
+    out.timing_summary()
+
+
+def _launch_kept(argv: Sequence[str]) -> int:
+    """`--keep`: the demo in a process of its own session (a terminal's Ctrl-C later must not
+    reach it); its output is relayed here until it says it is ready, then this one returns."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "demo", *argv, "--kept"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert child.stdout is not None
+    try:
+        for line in child.stdout:
+            if line.rstrip("\n") == READY_MARK:
+                child.stdout.close()
+                return EXIT_OK
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        child.send_signal(signal.SIGINT)  # it cleans up and says so
+        for line in child.stdout:
+            sys.stdout.write(line)
+    return child.wait()

@@ -1,7 +1,12 @@
 """The `image-sync` command line: argument parsing, tables or JSON, exit codes.
 
-Exit codes: 0 success; 1 a failure (a failed sync, a tag not up to date, a registry problem);
-2 bad arguments or an invalid config; 3 a partial sync (some tags deferred).
+Exit codes: 0 success; 1 a failure (a failed sync, a registry problem); 2 bad arguments or an
+invalid or missing config; 3 a partial sync (some tags deferred); 4 `status`: every tag compared
+and some would be copied. With `--json`, a command that failed before running anything prints
+`{"error": {"code": ..., "message": ...}}` on stdout, with the same exit code.
+
+Checks that need no network (arguments, config, image and tag names) all come before the first
+request. Logs go to stderr and never repeat the table: per-tag lines are shown with `-v` only.
 """
 
 from __future__ import annotations
@@ -10,14 +15,17 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
-import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TextIO
 
 from sync import __version__
-from sync.errors import ConfigError, ImageSyncError
-from sync.reference import parse_reference
+from sync.errors import ConfigError, ConfigMissingError, ImageSyncError, UsageError
+from sync.progress import Display
+from sync.reference import Reference, is_tag, parse_reference
+from sync.versions import discovery_candidates
 
 if TYPE_CHECKING:
     from sync.config import Config
@@ -29,37 +37,125 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_DRIFT = 0, 1, 2, 3, 4
 
 log = logging.getLogger("image_sync")
 
-
-class UsageError(Exception):
-    """Bad arguments: exit 2 with a one-line reason."""
+_PLATFORM = re.compile(r"[a-z0-9_.-]+/[a-z0-9_.-]+(?:/[a-z0-9_.-]+)?")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+# -- arguments ---------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments raise UsageError (so `--json` can answer them too) instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """The options every command takes, before or after its name. On a command's parser they
+    default to SUPPRESS, so that an option given before the command is not reset."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    group = parser.add_argument_group("global options (before or after the command)")
+    group.add_argument(
+        "--config",
+        metavar="PATH",
+        default=default(None),
+        help="the config file (else $IMAGE_SYNC_CONFIG, else ./image-sync-config.json)",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print JSON on stdout instead of a table",
+    )
+    group.add_argument(
+        "--insecure",
+        action="store_true",
+        default=default(False),
+        help="allow plain HTTP and unverified TLS for the registries named on the command line",
+    )
+    group.add_argument(
+        "-v", "--verbose", action="store_true", default=default(False), help="debug logging"
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default(False),
+        help="warnings and errors only",
+    )
+
+
+_EXITS = {
+    "check-deps": "0 all good; 1 a dependency failed; 2 invalid config or arguments",
+    "validate": "0 valid; 2 invalid (every problem listed, one per line)",
+    "list": "0; 2 invalid config",
+    "status": (
+        "0 every tag up to date; 4 every tag compared and some would be copied; 1 some tag "
+        "could not be compared; 2 invalid config or arguments"
+    ),
+    "sync": "0 ok; 3 partial (some tags deferred); 1 failed; 2 invalid config or arguments",
+    "discover": "0; 1 a registry problem; 2 invalid config or arguments",
+    "copy": "0 copied; 1 failed; 2 bad arguments",
+    "tags": "0; 1 a registry problem; 2 bad arguments",
+    "digest": "0; 1 a registry problem or no such platform; 2 bad arguments",
+    "manifest": "0; 1 a registry problem; 2 bad arguments",
+}
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
         prog="image-sync",
         description="Keep a mirror of container images digest-exact with upstream.",
+        epilog=(
+            "exit codes: 0 success; 1 failure; 2 bad arguments or config; 3 partial sync; "
+            "4 status: not up to date. `image-sync COMMAND --help` tells more."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"image-sync {__version__}")
-    parser.add_argument("--config", metavar="PATH", help="config file (default: see README)")
-    parser.add_argument("--json", action="store_true", help="print JSON on stdout")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _global_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, title="commands")
 
-    sub.add_parser("check-deps", help="config, credentials and every registry reachable")
-    sub.add_parser("validate", help="validate the config, listing every problem")
-    sub.add_parser("list", help="configured images and tags")
+    def command(name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
+        made = sub.add_parser(
+            name,
+            help=summary,
+            description=summary + (f"\n\n{details}" if details else ""),
+            epilog=f"exit codes: {_EXITS[name]}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _global_options(made, top=False)
+        return made
 
-    status = sub.add_parser("status", help="compare every configured tag (no writes)")
-    status.add_argument("image", nargs="?", help="only this image")
+    command(
+        "check-deps",
+        "Check the config, the credentials and that every registry answers and authenticates.",
+    )
+    command("validate", "Validate the config; list every problem, each with its JSON path.")
+    command("list", "List the configured images: tags, discovery, upstream -> target.")
 
-    sync = sub.add_parser("sync", help="mirror what differs, discover new tags")
-    sync.add_argument("image", nargs="?", help="only this image")
-    sync.add_argument("tag", nargs="?", help="only this tag (of IMAGE)")
+    status = command(
+        "status",
+        "Compare every configured tag upstream and on the target; write nothing.",
+        "No discovery, no writes. Per tag: the state (up_to_date, outdated, missing,\n"
+        "upstream_missing) and both digests.",
+    )
+    status.add_argument("image", nargs="?", metavar="IMAGE", help="only this configured image")
+
+    sync = command(
+        "sync",
+        "Mirror every configured tag that differs, and the new versions discovery finds.",
+        "One run as the daily function does it. TAG may be a configured tag of IMAGE or one\n"
+        "in its discovery window (see `discover`).",
+    )
+    sync.add_argument("image", nargs="?", metavar="IMAGE", help="only this configured image")
+    sync.add_argument("tag", nargs="?", metavar="TAG", help="only this tag of IMAGE")
     sync.add_argument("--dry-run", action="store_true", help="compare only; write nothing")
     sync.add_argument("--no-discover", action="store_true", help="configured tags only")
     sync.add_argument(
@@ -68,7 +164,10 @@ def _parser() -> argparse.ArgumentParser:
         help="print the tasks a fan-out would create, one per image; no network",
     )
     sync.add_argument(
-        "--deadline", type=_positive_float, metavar="SECONDS", help="start no copy after this"
+        "--deadline",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="start nothing new after this many seconds; cancel what still runs a grace later",
     )
     sync.add_argument(
         "--pull-floor",
@@ -78,13 +177,50 @@ def _parser() -> argparse.ArgumentParser:
         help="defer copies when the upstream pull allowance drops below N (default 10)",
     )
 
-    discover = sub.add_parser("discover", help="newest upstream versions not configured")
-    discover.add_argument("image")
-    discover.add_argument("count", nargs="?", type=_non_negative_int, default=10, metavar="N")
+    discover = command(
+        "discover",
+        "Show the discovery window sync uses: the newest upstream version tags.",
+        "The newest N version tags upstream (after tag_pattern), newest first, each with\n"
+        "whether it is configured and whether the target has it. No writes.",
+    )
+    discover.add_argument("image", metavar="IMAGE", help="a configured image")
+    discover.add_argument(
+        "count",
+        nargs="?",
+        type=_non_negative_int,
+        metavar="N",
+        help="window size (default: the image's max_tags_to_check)",
+    )
 
-    copy = sub.add_parser("copy", help="copy one image reference, every platform")
-    copy.add_argument("source", metavar="SRC")
-    copy.add_argument("destination", metavar="DST")
+    copy = command(
+        "copy",
+        "Copy one image reference, every platform, digest-exactly (like `crane copy`).",
+        "Uses the config's registries settings (TLS, credentials) when a config is found;\n"
+        "otherwise the Docker config's credentials, then anonymous.",
+    )
+    copy.add_argument("source", metavar="SRC", help="e.g. docker.io/library/alpine:3.20")
+    copy.add_argument(
+        "destination", metavar="DST", help="e.g. quay.io/me/alpine (the tag defaults to SRC's)"
+    )
+
+    tags = command("tags", "List a repository's tags, one per line (registry order).")
+    tags.add_argument("repository", metavar="REPO", help="e.g. docker.io/istio/examples-httpbin")
+    tags.add_argument(
+        "--versions",
+        action="store_true",
+        help="only version-like tags, newest first (the discovery rules)",
+    )
+
+    digest = command("digest", "Print the manifest digest of a reference, alone on one line.")
+    digest.add_argument("reference", metavar="REF", help="e.g. quay.io/me/alpine:3.20")
+    digest.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="the digest of this platform's image in the index",
+    )
+
+    manifest = command("manifest", "Print the raw manifest bytes exactly as the registry serves.")
+    manifest.add_argument("reference", metavar="REF", help="e.g. quay.io/me/alpine:3.20")
     return parser
 
 
@@ -121,6 +257,22 @@ def _short(digest: str | None) -> str:
     return digest[7:19] if digest else "-"
 
 
+def _summary_line(report: Report, command: str) -> str:
+    """The one-line verdict under the table (and in the summary log line: the same words)."""
+    s = report.summary
+    if command == "status":
+        return (
+            f"{_status_verdict(s.model_dump())} "
+            f"(checked in {report.duration_s:.1f}s, nothing written)"
+        )
+    return (
+        f"{report.status}: {s.tags} tags, {s.up_to_date} up to date, {s.copied} copied, "
+        f"{s.failed} failed, {s.deferred} deferred, {s.discovered} discovered, "
+        f"{s.bytes_copied} bytes in {report.duration_s:.1f}s"
+        + (" (dry run)" if report.dry_run else "")
+    )
+
+
 def _print_report(report: Report, out: TextIO, *, command: str = "sync") -> None:
     rows = [["IMAGE", "TAG", "STATE", "ACTION", "UPSTREAM", "TARGET", "NOTE"]]
     for image in report.images:
@@ -153,47 +305,78 @@ def _print_report(report: Report, out: TextIO, *, command: str = "sync") -> None
                 ]
             )
     _table(rows, out)
-    s = report.summary
-    if command == "status":
-        differ = sum(1 for t in report.all_tags() if t.action == "would_copy")
-        out.write(
-            f"{'ok' if report.status == 'ok' else 'not up to date'}: {s.tags} tags, "
-            f"{s.up_to_date} up to date, {differ} to copy, {s.failed} failed "
-            f"(checked in {report.duration_s:.1f}s, nothing written)\n"
-        )
-    else:
-        out.write(
-            f"{report.status}: {s.tags} tags, {s.up_to_date} up to date, {s.copied} copied, "
-            f"{s.failed} failed, {s.deferred} deferred, {s.discovered} discovered, "
-            f"{s.bytes_copied} bytes in {report.duration_s:.1f}s"
-            + (" (dry run)" if report.dry_run else "")
-            + "\n"
-        )
+    for image in report.images:
+        if image.discovery_error:
+            error = image.discovery_error
+            out.write(f"{image.name}: discovery failed: {error.code}: {error.message}\n")
+    out.write(_summary_line(report, command) + "\n")
     if report.rate_limit:
         r = report.rate_limit
         out.write(f"pull allowance at {r.registry}: {r.remaining} of {r.limit}\n")
 
 
-class _Progress:
-    """A one-line byte counter on a terminal, redrawn at most five times a second."""
+# -- logs --------------------------------------------------------------------------------------
 
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._bytes = 0
-        self._last = 0.0
 
-    def __call__(self, n: int) -> None:
-        self._bytes += n
-        now = time.monotonic()
-        if now - self._last >= 0.2:
-            self._last = now
-            self._stream.write(f"\r  {self._bytes / 1048576:8.1f} MiB copied")
-            self._stream.flush()
+class _CliLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log lines on stderr: without the per-tag lines the table already shows (unless
+    verbose), and with a progress display erased before each line."""
 
-    def done(self) -> None:
-        if self._bytes:
-            self._stream.write(f"\r  {self._bytes / 1048576:8.1f} MiB copied\n")
-            self._stream.flush()
+    def __init__(self, verbose: bool) -> None:
+        super().__init__(sys.stderr)
+        self.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        self.verbose = verbose
+        self.display: Display | None = None
+        #: The command is `status`: its summary line speaks of drift, not failure.
+        self.status_command = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.verbose:
+            return True
+        # What one tag did, or why an image's discovery failed: the table and the report say
+        # it, and a log line repeating it can only drift from them.
+        per_tag = hasattr(record, "tag") or getattr(record, "event", None) == "discovery_failed"
+        return not per_tag
+
+    def format(self, record: logging.LogRecord) -> str:
+        summary = getattr(record, "summary", None)
+        if self.status_command and isinstance(summary, dict):  # the run's outcome line
+            # For `status`, "failed" means "not every tag is up to date": the line says it in
+            # the table's words, so the two never disagree.
+            return f"{record.levelname} status {_status_verdict(summary)}"
+        return super().format(record)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.display is not None:
+            self.display.clear()
+        super().emit(record)
+
+
+def _status_verdict(summary: Mapping[str, Any]) -> str:
+    """`status`'s verdict and counts from a report summary (a dict of its fields)."""
+    tags, up, failed = (
+        summary.get("tags", 0),
+        summary.get("up_to_date", 0),
+        summary.get("failed", 0),
+    )
+    to_copy = tags - up - failed - summary.get("deferred", 0)
+    verdict = "ok" if up == tags else "failed" if failed else "not up to date"
+    return f"{verdict}: {tags} tags, {up} up to date, {to_copy} to copy, {failed} failed"
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> _CliLogHandler:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = _CliLogHandler(verbose)
+    # `image_sync` is the run's story; `sync.*` modules (credentials, secrets) log under their
+    # own names.
+    for name in ("image_sync", "sync"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
+    # httpx logs every request at INFO (URLs with query strings): keep it quiet.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    return handler
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -205,49 +388,99 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
     return asyncio.run(coro)
 
 
+def _reference(text: str, what: str, *, default_tag: str | None = None) -> Reference:
+    try:
+        return parse_reference(text, default_tag=default_tag)
+    except ImageSyncError as exc:
+        raise UsageError(f"{what}: {exc}") from None
+
+
 class _App:
-    def __init__(self, args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        env: Mapping[str, str],
+        out: TextIO,
+        logs: _CliLogHandler | None = None,
+    ) -> None:
         self.args = args
         self.env = env
         self.out = out
+        self.logs = logs
 
-    def config(self, *, required: bool = True) -> Config | None:
-        from sync.config import load_config, resolve_config_path  # noqa: PLC0415
+    def config_path(self) -> Path:
+        from sync.config import find_cli_config  # noqa: PLC0415
 
-        path = resolve_config_path(self.args.config, self.env)
-        if not required and self.args.config is None and not path.exists():
-            return None
-        return load_config(path)
+        path = find_cli_config(self.args.config, self.env, Path.cwd())
+        assert path is not None  # required: raises when there is none
+        return path
+
+    def config(self) -> Config:
+        from sync.config import load_config  # noqa: PLC0415
+
+        return load_config(self.config_path())
+
+    def optional_config(self) -> Config:
+        """The config when one is found; else an empty one (copy, tags, digest, manifest)."""
+        from sync.config import Config, find_cli_config, load_config  # noqa: PLC0415
+
+        path = find_cli_config(self.args.config, self.env, Path.cwd(), required=False)
+        return load_config(path) if path is not None else Config(images=())
 
     def emit_json(self, value: object) -> None:
         self.out.write(json.dumps(value, indent=2) + "\n")
 
-    async def with_engine(self, config: Config, body: Callable[[Engine], Any]) -> int:
-        from sync.credentials import CredentialResolver  # noqa: PLC0415
-        from sync.engine import Engine, registries_for  # noqa: PLC0415
+    def _display(self) -> Display | None:
+        """Progress on a terminal only: both streams must be one (piped output stays clean)."""
+        if self.args.quiet or not (sys.stdout.isatty() and sys.stderr.isatty()):
+            return None
+        return Display(sys.stderr)
 
+    async def with_engine(
+        self,
+        config: Config,
+        body: Callable[[Engine], Coroutine[Any, Any, int]],
+        *,
+        named: Sequence[Reference] = (),
+    ) -> int:
+        """Runs `body` with an engine on `config`; `named` are the references given on the
+        command line (the hosts `--insecure` applies to)."""
+        from sync.credentials import CredentialResolver  # noqa: PLC0415
+        from sync.engine import Engine, insecure_hosts, registries_for  # noqa: PLC0415
+
+        insecure = await insecure_hosts(ref.host for ref in named) if self.args.insecure else None
         credentials = CredentialResolver(config, env=self.env)
-        progress = _Progress(sys.stderr) if sys.stderr.isatty() and not self.args.quiet else None
+        display = self._display()
+        if self.logs is not None:
+            self.logs.display = display
         try:
-            async with registries_for(config, credentials) as registries:
-                engine = Engine(config, registries, progress=progress)
-                result: int = await body(engine)
-                return result
+            async with registries_for(config, credentials, insecure=insecure) as registries:
+                engine = Engine(config, registries, progress=display.copy if display else None)
+                return await body(engine)
         finally:
-            if progress:
-                progress.done()
+            if display:
+                display.close()
+            if self.logs is not None:
+                self.logs.display = None
             credentials.close()
 
     # validate ----------------------------------------------------------------------------
     def validate(self) -> int:
-        from sync.config import load_config, resolve_config_path  # noqa: PLC0415
+        from sync.config import load_config  # noqa: PLC0415
 
-        path = resolve_config_path(self.args.config, self.env)
+        path = self.config_path()
         try:
             config = load_config(path)
         except ConfigError as exc:
             if self.args.json:
-                self.emit_json({"valid": False, "config": str(path), "problems": exc.problems})
+                self.emit_json(
+                    {
+                        "valid": False,
+                        "config": str(path),
+                        "problems": list(exc.problems),
+                        "error": {"code": exc.code, "message": str(exc)},
+                    }
+                )
             else:
                 for problem in exc.problems:
                     self.out.write(f"{path}: {problem}\n")
@@ -262,7 +495,6 @@ class _App:
     # list --------------------------------------------------------------------------------
     def list_images(self) -> int:
         config = self.config()
-        assert config is not None
         if self.args.json:
             self.emit_json(
                 {
@@ -311,7 +543,6 @@ class _App:
 
     def status(self) -> int:
         config = self.config()
-        assert config is not None
         from sync.engine import RunOptions  # noqa: PLC0415
 
         options = RunOptions(images=self._names(config, self.args.image), compare_only=True)
@@ -319,21 +550,59 @@ class _App:
 
     def sync(self) -> int:
         config = self.config()
-        assert config is not None
         names = self._names(config, self.args.image)
         if self.args.plan:
             return self._plan(config, names)
-        from sync.engine import RunOptions  # noqa: PLC0415
+        tag: str | None = self.args.tag
+        if tag is not None:
+            self._check_tag(config, tag)
+        from sync.engine import RunOptions, hard_stop_after  # noqa: PLC0415
 
         options = RunOptions(
             images=names,
-            tags=(self.args.tag,) if self.args.tag else None,
+            tags=(tag,) if tag else None,
             dry_run=self.args.dry_run,
             discover=not self.args.no_discover,
             deadline=self.args.deadline,
+            hard_deadline=(
+                hard_stop_after(self.args.deadline) if self.args.deadline is not None else None
+            ),
             pull_floor=self.args.pull_floor,
         )
-        return _run(self.with_engine(config, lambda engine: self._report(engine, options)))
+
+        async def body(engine: Engine) -> int:
+            if tag is not None and tag not in config.image(self.args.image).tags:
+                window = await engine.discovery_window(self.args.image)
+                if tag not in window:
+                    raise UsageError(
+                        f"tag {tag!r} is neither configured for {self.args.image} nor among "
+                        f"the newest upstream versions sync considers ({', '.join(window)})"
+                    )
+            return await self._report(engine, options)
+
+        return _run(self.with_engine(config, body))
+
+    def _check_tag(self, config: Config, tag: str) -> None:
+        """Everything about `sync IMAGE TAG` that can be known without the network."""
+        image = config.image(self.args.image)
+        if not is_tag(tag):
+            raise UsageError(f"invalid tag {tag!r}")
+        if tag in image.tags:
+            return
+        why = None
+        if self.args.no_discover:
+            why = "and --no-discover leaves discovered tags out"
+        elif not image.discovers_tags(config):
+            why = "and tag discovery is off for it"
+        elif not discovery_candidates([tag], pattern=image.tag_regex):
+            why = "and it is not a version tag discovery could find" + (
+                f" (tag_pattern {image.tag_pattern!r})" if image.tag_pattern else ""
+            )
+        if why:
+            configured = ", ".join(image.tags) or "none"
+            raise UsageError(
+                f"tag {tag!r} is not configured for {image.name} (configured: {configured}), {why}"
+            )
 
     def _plan(self, config: Config, names: tuple[str, ...] | None) -> int:
         from sync import fanout  # noqa: PLC0415
@@ -354,27 +623,16 @@ class _App:
 
     async def _report(self, engine: Engine, options: RunOptions) -> int:
         report = await engine.run(options)
-        if options.tags is not None and not any(True for _ in report.all_tags()):
-            failed = [i.discovery_error for i in report.images if i.discovery_error]
-            if failed:
-                raise ImageSyncError(
-                    f"tag {options.tags[0]!r}: discovery failed: {failed[0].message}"
-                )
-            raise UsageError(
-                f"tag {options.tags[0]!r} is neither configured for {self.args.image} "
-                "nor among its discovered upstream versions"
-            )
+        command: Literal["status", "sync"] = "status" if options.compare_only else "sync"
         if self.args.json:
             self.out.write(report.to_json(indent=2) + "\n")
         else:
-            command = "status" if options.compare_only else "sync"
             _print_report(report, self.out, command=command)
-        return report.exit_code("status" if options.compare_only else "sync")
+        return report.exit_code(command)
 
     # discover ------------------------------------------------------------------------------
     def discover(self) -> int:
         config = self.config()
-        assert config is not None
         self._names(config, self.args.image)
 
         async def body(engine: Engine) -> int:
@@ -383,12 +641,18 @@ class _App:
                 self.emit_json(
                     {
                         "image": self.args.image,
-                        "tags": [{"tag": t.tag, "on_target": t.on_target} for t in found],
+                        "tags": [
+                            {"tag": t.tag, "configured": t.configured, "on_target": t.on_target}
+                            for t in found
+                        ],
                     }
                 )
             else:
-                rows = [["TAG", "ON TARGET"]]
-                rows += [[t.tag, "yes" if t.on_target else "no"] for t in found]
+                rows = [["TAG", "CONFIGURED", "ON TARGET"]]
+                rows += [
+                    [t.tag, "yes" if t.configured else "no", "yes" if t.on_target else "no"]
+                    for t in found
+                ]
                 _table(rows, self.out)
             return EXIT_OK
 
@@ -396,18 +660,13 @@ class _App:
 
     # check-deps ----------------------------------------------------------------------------
     def check_deps(self) -> int:
-        from sync.config import load_config, resolve_config_path  # noqa: PLC0415
-
-        path = resolve_config_path(self.args.config, self.env)
-        results: list[dict[str, object]] = []
-        try:
-            config = load_config(path)
-            results.append({"check": "config", "ok": True, "detail": str(path)})
-        except ConfigError as exc:
-            results.append({"check": "config", "ok": False, "detail": str(exc)})
-            return self._deps_out(results)
-
         import asyncio  # noqa: PLC0415
+
+        from sync.config import load_config  # noqa: PLC0415
+
+        path = self.config_path()
+        config = load_config(path)  # invalid: exit 2 with the reason, before any request
+        results: list[dict[str, object]] = [{"check": "config", "ok": True, "detail": str(path)}]
 
         async def body(engine: Engine) -> int:
             checks: dict[tuple[str, str], bool] = {}
@@ -442,16 +701,11 @@ class _App:
 
     # copy ----------------------------------------------------------------------------------
     def copy(self) -> int:
-        try:
-            source = parse_reference(self.args.source, default_tag="latest")
-            destination = parse_reference(self.args.destination)
-        except ImageSyncError as exc:
-            raise UsageError(str(exc)) from None
+        source = _reference(self.args.source, "SRC", default_tag="latest")
+        destination = _reference(self.args.destination, "DST")
         if destination.tag is None and destination.digest is None:
             destination = destination.with_tag(source.tag) if source.tag else destination
-        from sync.config import Config  # noqa: PLC0415
-
-        config = self.config(required=False) or Config(images=())
+        config = self.optional_config()
 
         async def body(engine: Engine) -> int:
             result = await engine.copy(source, destination)
@@ -476,29 +730,86 @@ class _App:
                 )
             return EXIT_OK
 
-        return _run(self.with_engine(config, body))
+        return _run(self.with_engine(config, body, named=(source, destination)))
+
+    # tags / digest / manifest -------------------------------------------------------------
+    def tags(self) -> int:
+        repository = _reference(self.args.repository, "REPO")
+        if repository.tag or repository.digest:
+            raise UsageError(
+                f"REPO: {self.args.repository!r} has a tag or digest; give the repository"
+            )
+        config = self.optional_config()
+
+        async def body(engine: Engine) -> int:
+            tags = await engine.tags(repository, versions=self.args.versions)
+            if self.args.json:
+                self.emit_json({"repository": str(repository), "tags": tags})
+            else:
+                self.out.write("".join(f"{tag}\n" for tag in tags))
+            return EXIT_OK
+
+        return _run(self.with_engine(config, body, named=(repository,)))
+
+    def digest(self) -> int:
+        ref = _reference(self.args.reference, "REF", default_tag="latest")
+        platform: str | None = self.args.platform
+        if platform is not None and not _PLATFORM.fullmatch(platform):
+            raise UsageError(f"--platform: {platform!r} is not os/arch[/variant]")
+        config = self.optional_config()
+
+        async def body(engine: Engine) -> int:
+            digest = await engine.digest(ref, platform)
+            if self.args.json:
+                self.emit_json({"reference": str(ref), "platform": platform, "digest": digest})
+            else:
+                self.out.write(f"{digest}\n")
+            return EXIT_OK
+
+        return _run(self.with_engine(config, body, named=(ref,)))
+
+    def manifest(self) -> int:
+        ref = _reference(self.args.reference, "REF", default_tag="latest")
+        config = self.optional_config()
+
+        async def body(engine: Engine) -> int:
+            raw = await engine.manifest(ref)
+            self.out.flush()
+            sys.stdout.buffer.write(raw)  # the bytes as served: no newline added, none decoded
+            sys.stdout.buffer.flush()
+            return EXIT_OK
+
+        return _run(self.with_engine(config, body, named=(ref,)))
 
 
-def _setup_logging(verbose: bool, quiet: bool) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    # `image_sync` is the run's story; `sync.*` modules (credentials, secrets) log under their
-    # own names.
-    for name in ("image_sync", "sync"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.setLevel(level)
-        logger.propagate = False
-    # httpx logs every request at INFO (URLs with query strings): keep it quiet.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+# -- main --------------------------------------------------------------------------------------
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    words = list(argv)
+    if "--" in words:
+        words = words[: words.index("--")]
+    return "--json" in words
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    _setup_logging(args.verbose, args.quiet)
-    app = _App(args, os.environ if env is None else env, sys.stdout)
-    command = {
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = _wants_json(argv)
+
+    def fail(code: str, message: str, exit_code: int) -> int:
+        print(f"image-sync: {message}", file=sys.stderr)
+        if as_json:
+            sys.stdout.write(json.dumps({"error": {"code": code, "message": message}}) + "\n")
+        return exit_code
+
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as exc:
+        return fail(exc.code, exc.message, EXIT_USAGE)
+    logs = _setup_logging(args.verbose, args.quiet)
+    logs.status_command = args.command == "status"
+    app = _App(args, os.environ if env is None else env, sys.stdout, logs)
+    command: Callable[[], int] = {
         "check-deps": app.check_deps,
         "validate": app.validate,
         "list": app.list_images,
@@ -506,18 +817,19 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         "sync": app.sync,
         "discover": app.discover,
         "copy": app.copy,
+        "tags": app.tags,
+        "digest": app.digest,
+        "manifest": app.manifest,
     }[args.command]
     try:
         return command()
     except UsageError as exc:
-        print(f"image-sync: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(exc.code, exc.message, EXIT_USAGE)
     except ConfigError as exc:
-        print(f"image-sync: invalid config: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        listed = args.command == "validate" or isinstance(exc, ConfigMissingError)
+        hint = "" if listed else " (`image-sync validate` lists every problem)"
+        return fail(exc.code, f"{exc}{hint}", EXIT_USAGE)
     except ImageSyncError as exc:
-        print(f"image-sync: {exc.code}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(exc.code, f"{exc.code}: {exc}", EXIT_FAILED)
     except KeyboardInterrupt:
-        print("image-sync: interrupted", file=sys.stderr)
-        return 130
+        return fail("INTERRUPTED", "interrupted", 130)

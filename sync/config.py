@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from sync.errors import ConfigError, InvalidReferenceError
+from sync.errors import ConfigError, ConfigMissingError, InvalidReferenceError
 from sync.reference import Reference, api_host, is_registry_host, is_tag, parse_reference
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "CredentialRef",
     "ImageConfig",
     "RegistrySettings",
+    "find_cli_config",
     "load_config",
     "parse_config",
     "parse_credential_ref",
@@ -587,7 +588,17 @@ def _partial_cross_problems(data: Mapping[Any, Any]) -> list[str]:
         try:
             images.append((i, ImageConfig.model_validate(raw)))
         except (ValidationError, RecursionError):
-            continue
+            # An image invalid elsewhere (a bad tag, an unknown key) still takes part in the
+            # name and target checks when those fields are valid themselves: one pass lists
+            # a duplicate name, a duplicate target and a duplicate tag together. The stand-in
+            # tag keeps the "nothing would be mirrored" check out of it.
+            if not isinstance(raw, dict):
+                continue
+            identity = {k: raw[k] for k in ("name", "upstream", "target") if k in raw}
+            try:
+                images.append((i, ImageConfig.model_validate({**identity, "tags": ["latest"]})))
+            except (ValidationError, RecursionError):
+                continue
     check = data.get("check_new_tags", False)
     limit = data.get("max_tags_to_check", 10)
     found = _cross_image_problems(
@@ -613,20 +624,86 @@ def load_config(path: str | Path) -> Config:
     except OSError as err:
         raise ConfigError([f"(root): cannot read: {err.strerror or err}"], source) from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_JsonObject.from_pairs)
     except json.JSONDecodeError as err:
         raise ConfigError(
             [f"(root): invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"], source
         ) from None
     except RecursionError:
         raise ConfigError(["(root): nested too deeply"], source) from None
-    return parse_config(data, source)
+    # Python's JSON keeps the last of two equal keys without a word; a config where one
+    # `"tags"` silently replaces another is a mistake worth naming.
+    duplicates = [f"{_path(loc)}: duplicate key {key!r}" for loc, key in _duplicate_keys(data)]
+    try:
+        config = parse_config(data, source)
+    except ConfigError as err:
+        raise ConfigError([*duplicates, *err.problems], source) from None
+    if duplicates:
+        raise ConfigError(duplicates, source)
+    return config
+
+
+class _JsonObject(dict[str, Any]):
+    """A JSON object that remembers the keys it was given more than once."""
+
+    duplicates: tuple[str, ...] = ()
+
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[str, Any]]) -> _JsonObject:
+        out = cls(pairs)
+        if len(out) != len(pairs):
+            counts: dict[str, int] = {}
+            for key, _ in pairs:
+                counts[key] = counts.get(key, 0) + 1
+            out.duplicates = tuple(key for key, n in counts.items() if n > 1)
+        return out
+
+
+def _duplicate_keys(
+    value: object, loc: tuple[str | int, ...] = ()
+) -> Iterable[tuple[tuple[str | int, ...], str]]:
+    """(path of the object, key) for every key given twice in one object, depth first."""
+    if isinstance(value, _JsonObject):
+        for key in value.duplicates:
+            yield loc, key
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _duplicate_keys(item, (*loc, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _duplicate_keys(item, (*loc, i))
 
 
 def resolve_config_path(cli_path: str | None, env: Mapping[str, str]) -> Path:
-    """`--config` if given, else `$IMAGE_SYNC_CONFIG`, else the file beside `main.py`."""
+    """The function's config: `cli_path` if given, else `$IMAGE_SYNC_CONFIG`, else the file
+    beside `main.py` (the CLI looks elsewhere: `find_cli_config`)."""
     if cli_path:
         return Path(cli_path)
     if env.get(CONFIG_ENV):
         return Path(env[CONFIG_ENV])
     return Path(__file__).resolve().parent.parent / DEFAULT_CONFIG_NAME
+
+
+def find_cli_config(
+    cli_path: str | None, env: Mapping[str, str], cwd: Path, *, required: bool = True
+) -> Path | None:
+    """The CLI's config: `--config PATH`, else `$IMAGE_SYNC_CONFIG`, else
+    `./image-sync-config.json` when it exists. Never the file beside `main.py`: a command run
+    in some directory must not act on the production config by surprise.
+
+    Nothing found: ConfigMissingError naming the three places, or None when not `required`.
+    A path given by flag or variable is returned as is (loading it says when it is missing).
+    """
+    if cli_path:
+        return Path(cli_path)
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    local = cwd / DEFAULT_CONFIG_NAME
+    if local.is_file():
+        return Path(DEFAULT_CONFIG_NAME) if cwd == Path.cwd() else local
+    if not required:
+        return None
+    raise ConfigMissingError(
+        f"no config file: give --config PATH, set ${CONFIG_ENV}, or put "
+        f"{DEFAULT_CONFIG_NAME} in the current directory ({cwd})"
+    )

@@ -21,18 +21,19 @@ The algorithm, step by step (the code below follows it):
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from sync.errors import BlobMismatchError, ImageSyncError, RegistryError
 from sync.oci import Descriptor, Manifest, is_digest
 from sync.reference import Reference
 from sync.registry import BlobStream, RegistryClient, UploadSession
 
-__all__ = ["Copier", "CopyResult", "CopyStats", "settle"]
+__all__ = ["Copier", "CopyProgress", "CopyResult", "CopyStats", "settle"]
 
 T = TypeVar("T")
 
@@ -41,6 +42,26 @@ LARGE_BLOB = 1024 * 1024
 
 #: Called with the number of blob bytes just sent to the target.
 ProgressCallback = Callable[[int], None]
+
+
+class CopyProgress(Protocol):
+    """What one copy tells about its blob transfers, for a progress display."""
+
+    def planned(self, size: int) -> None:
+        """A blob of `size` bytes is to be sent (the target lacks it and cannot mount it)."""
+
+    def sent(self, size: int) -> None:
+        """`size` more bytes went to the target."""
+
+    def done(self, ok: bool) -> None:
+        """The copy ended: pushed (`ok`) or failed."""
+
+
+#: The progress of the copy a task works for: tasks started inside `Copier.copy` inherit it,
+#: so the bytes of a blob are counted for the copy that sends them.
+_PROGRESS: contextvars.ContextVar[CopyProgress | None] = contextvars.ContextVar(
+    "image_sync_copy_progress", default=None
+)
 
 
 @dataclass(slots=True)
@@ -83,6 +104,26 @@ class Copier:
         #: tags point at one image).
         self._manifests: dict[tuple[str, str, str], asyncio.Future[Manifest]] = {}
         self._holders: dict[tuple[str, str], set[str]] = {}
+        #: Every task this copier started (shared flights run detached from any one copy):
+        #: what `abort` cancels at the run's hard stop.
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    def start(self, work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """Run `work` as a task of this copier's (shared work, detached from any one copy):
+        `abort` cancels it at the run's hard stop."""
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(_retrieve)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def abort(self) -> None:
+        """Cancel every transfer still running (each cancels its upload session on the way
+        out) and wait until all have ended."""
+        running = [task for task in self._tasks if not task.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
     async def copy(
         self,
@@ -92,24 +133,35 @@ class Copier:
         target_ref: Reference,
         *,
         manifest: Manifest | None = None,
+        progress: CopyProgress | None = None,
     ) -> CopyResult:
         """Copy `source_ref` to `target_ref` (a tag, or its digest when it has no tag).
 
-        `manifest` may carry the source manifest already read. Raises ImageSyncError; the
-        target tag is untouched unless everything it would point at is in place.
+        `manifest` may carry the source manifest already read; `progress` hears of the blobs
+        this copy sends. Raises ImageSyncError; the target tag is untouched unless everything
+        it would point at is in place.
         """
-        src = _Side(source, source_ref.repository)
-        dst = _Side(target, target_ref.repository)
-        stats = CopyStats()
-        if manifest is None:
-            manifest = await self._source_manifest(src, source_ref.identifier)
-        if source_ref.digest and manifest.digest != source_ref.digest:
-            raise ImageSyncError(f"{source_ref}: source answered {manifest.digest}")
-        await self._copy_manifest_content(src, dst, manifest, stats)
-        reference = target_ref.tag or manifest.digest
-        await target.manifest_put(dst.repository, reference, manifest)
-        stats.manifests_pushed += 1
-        return CopyResult(manifest.digest, manifest.media_type, stats)
+        # Tasks started from here on inherit it: their bytes count for this copy.
+        token = _PROGRESS.set(progress)
+        ok = False
+        try:
+            src = _Side(source, source_ref.repository)
+            dst = _Side(target, target_ref.repository)
+            stats = CopyStats()
+            if manifest is None:
+                manifest = await self._source_manifest(src, source_ref.identifier)
+            if source_ref.digest and manifest.digest != source_ref.digest:
+                raise ImageSyncError(f"{source_ref}: source answered {manifest.digest}")
+            await self._copy_manifest_content(src, dst, manifest, stats)
+            reference = target_ref.tag or manifest.digest
+            await target.manifest_put(dst.repository, reference, manifest)
+            stats.manifests_pushed += 1
+            ok = True
+            return CopyResult(manifest.digest, manifest.media_type, stats)
+        finally:
+            _PROGRESS.reset(token)
+            if progress is not None:
+                progress.done(ok)
 
     async def _copy_manifest_content(
         self, src: _Side, dst: _Side, manifest: Manifest, stats: CopyStats
@@ -163,8 +215,7 @@ class Copier:
         key = (src.client.host, src.repository, reference)
         pending = self._manifests.get(key)
         if pending is None or (pending.done() and pending.exception() is not None):
-            pending = asyncio.ensure_future(src.client.manifest_get(src.repository, reference))
-            pending.add_done_callback(_retrieve)
+            pending = self.start(src.client.manifest_get(src.repository, reference))
             self._manifests[key] = pending
         return await asyncio.shield(pending)
 
@@ -184,10 +235,10 @@ class Copier:
         self, key: tuple[str, ...], work: Callable[[], Coroutine[Any, Any, None]]
     ) -> None:
         """Run `work` as the flight for `key` (callers have checked that none is under way)."""
-        task = asyncio.ensure_future(work())
-        # Shielded: a waiter's cancellation must not cancel work others share. Should the
-        # owner be cancelled, the task's failure is still retrieved here, not reported stray.
-        task.add_done_callback(_retrieve)
+        task = self.start(work())
+        # Shielded: a waiter's cancellation must not cancel work others share (the run's hard
+        # stop cancels it through `abort`). Should the owner be cancelled, the task's failure
+        # is still retrieved, not reported stray.
         self._flights[key] = task
         try:
             await asyncio.shield(task)
@@ -240,6 +291,9 @@ class Copier:
                 stats.blobs_skipped += 1
                 return
             break
+        progress = _PROGRESS.get()
+        if progress is not None:
+            progress.planned(blob.size)
         if blob.size >= LARGE_BLOB:
             async with self._blob_slots:
                 await self._stream_blob(src, dst, blob, stats, session)
@@ -287,6 +341,10 @@ class Copier:
                     await dst.client.blob_upload_finish(upload, blob.digest, blob.size, body)
                 stats.bytes_copied += blob.size
                 return
+            except asyncio.CancelledError:
+                # The run's hard stop: leave no upload session open behind us.
+                await _cancel_upload(dst.client, upload)
+                raise
             except (RegistryError, BlobMismatchError) as exc:
                 await dst.client.blob_upload_cancel(upload)
                 upload = None
@@ -310,6 +368,7 @@ class Copier:
         digest = hashlib.sha256()
         size = 0
         held: bytes | None = None
+        progress = _PROGRESS.get()
         async for chunk in stream:
             if not chunk:
                 continue
@@ -320,6 +379,8 @@ class Copier:
             if held is not None:
                 if self._progress:
                     self._progress(len(held))
+                if progress is not None:
+                    progress.sent(len(held))
                 yield held
             held = chunk
         actual = "sha256:" + digest.hexdigest()
@@ -332,7 +393,20 @@ class Copier:
         if held is not None:
             if self._progress:
                 self._progress(len(held))
+            if progress is not None:
+                progress.sent(len(held))
             yield held
+
+
+#: How long a cancelled copy may spend cancelling its upload session (best effort).
+UPLOAD_CANCEL_SECONDS = 2.0
+
+
+async def _cancel_upload(client: RegistryClient, upload: UploadSession | None) -> None:
+    if upload is None:
+        return
+    with suppress(TimeoutError, ImageSyncError):
+        await asyncio.wait_for(client.blob_upload_cancel(upload), UPLOAD_CANCEL_SECONDS)
 
 
 def _check_tree(manifest: Manifest) -> None:

@@ -1,5 +1,12 @@
 """Finding the credentials for a registry: the config's REFs, then the Docker config, then none.
 
+The Docker config is read as Docker, crane and skopeo read it: `credHelpers` (a helper per
+registry) first, then `credsStore` (one helper for all), then `auths`. A helper is the program
+`docker-credential-NAME`, run as `docker-credential-NAME get` with the registry on stdin; it
+answers `{"ServerURL", "Username", "Secret"}` in JSON. Keys may spell a registry as `host`,
+`https://host` or `https://host/v1/`; Docker Hub's (`docker.io`, `index.docker.io`,
+`registry-1.docker.io`, `https://index.docker.io/v1/`) all mean Docker Hub.
+
 A CredentialResolver is the CredentialProvider the registry client calls when a registry asks
 for credentials. It resolves lazily, once per registry, and never puts a credential value in an
 exception, a log line or a repr.
@@ -12,6 +19,8 @@ import binascii
 import json
 import logging
 import os
+import shutil
+import subprocess
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,15 +29,19 @@ from urllib.parse import urlsplit
 from sync.auth import Credentials
 from sync.config import Config, CredentialRef, RegistrySettings
 from sync.errors import CredentialError
-from sync.reference import api_host
+from sync.reference import DOCKER_HUB_API_HOST, api_host
 from sync.secrets import PROJECT_ENV, SecretManagerReader, SecretReader, secret_version_name
 
 __all__ = ["CredentialResolver", "docker_config_path"]
 
 _log = logging.getLogger(__name__)
 
-#: The `auths` key `docker login` writes for Docker Hub.
+#: The `auths` key `docker login` writes for Docker Hub (and what its helpers are asked for).
 _DOCKER_HUB_KEY = "https://index.docker.io/v1/"
+_HELPER_PREFIX = "docker-credential-"
+_HELPER_TIMEOUT = 30.0
+#: What helpers print when they hold nothing for a registry (docker-credential-helpers).
+_NOT_FOUND = "credentials not found"
 
 
 def docker_config_path(env: Mapping[str, str]) -> Path:
@@ -78,7 +91,7 @@ class CredentialResolver:
         self._host_locks: dict[str, threading.Lock] = {}
         self._cache: dict[str, Credentials | None] = {}
         self._failures: dict[str, CredentialError] = {}
-        self._docker_auths: dict[str, Credentials] | None = None
+        self._docker: _DockerConfig | None = None
 
     def __repr__(self) -> str:
         with self._lock:
@@ -159,22 +172,28 @@ class CredentialResolver:
 
     def _from_docker_config(self, host: str) -> Credentials | None:
         with self._lock:
-            auths = self._docker_auths
-        if auths is None:
-            auths = self._load_docker_config()
+            docker = self._docker
+        if docker is None:
+            docker = self._load_docker_config()
             with self._lock:
-                self._docker_auths = auths
-        found = auths.get(host)
+                self._docker = docker
+        helper = docker.helpers.get(host, docker.store)
+        if helper is not None:
+            found = _run_helper(docker.path, helper, host, self._env)
+            if found is not None:
+                _log.debug("credentials for %s from docker-credential-%s", host, helper)
+                return found
+        found = docker.auths.get(host)
         if found is not None:
             _log.debug("credentials for %s from the Docker config", host)
         return found
 
-    def _load_docker_config(self) -> dict[str, Credentials]:
+    def _load_docker_config(self) -> _DockerConfig:
         path = self._docker_config or docker_config_path(self._env)
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return {}
+            return _DockerConfig(path)
         except (OSError, UnicodeDecodeError) as err:
             raise CredentialError(
                 f"Docker config {path}: cannot read: {getattr(err, 'strerror', None) or err}"
@@ -186,28 +205,116 @@ class CredentialResolver:
             raise CredentialError(
                 f"Docker config {path}: invalid JSON at line {err.lineno} column {err.colno}"
             ) from None
-        auths = data.get("auths") if isinstance(data, dict) else None
-        if auths is None:
-            return {}
-        if not isinstance(auths, dict):
-            raise CredentialError(f'Docker config {path}: "auths" is not an object')
-        out: dict[str, Credentials] = {}
-        ranks: dict[str, int] = {}
-        for key, entry in auths.items():
-            if not isinstance(key, str) or not isinstance(entry, dict):
-                continue
-            credentials = _docker_entry(path, key, entry)
-            if credentials is None:
-                # e.g. `{}` left by a credsStore, or only an `identitytoken`: not usable here.
-                continue
-            host = _registry_of_auths_key(key)
-            # Several keys may mean one registry (`quay.io`, `https://quay.io`): the key Docker
-            # itself writes wins (the bare host; for Docker Hub `https://index.docker.io/v1/`),
-            # else the first in the file.
-            rank = 0 if key.strip().lower() in (host, _DOCKER_HUB_KEY) else 1
-            if rank < ranks.get(host, 2):
-                out[host], ranks[host] = credentials, rank
-        return out
+        if not isinstance(data, dict):
+            return _DockerConfig(path)
+        store = data.get("credsStore")
+        if store is not None and not isinstance(store, str):
+            raise CredentialError(f'Docker config {path}: "credsStore" is not a string')
+        helpers = data.get("credHelpers") or {}
+        if not isinstance(helpers, dict):
+            raise CredentialError(f'Docker config {path}: "credHelpers" is not an object')
+        return _DockerConfig(
+            path,
+            auths=_auths(path, data.get("auths")),
+            store=store or None,
+            helpers={
+                _registry_of_auths_key(key): name
+                for key, name in helpers.items()
+                if isinstance(key, str) and isinstance(name, str) and name
+            },
+        )
+
+
+class _DockerConfig:
+    """What the Docker config file says about credentials, by API host."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        auths: dict[str, Credentials] | None = None,
+        store: str | None = None,
+        helpers: dict[str, str] | None = None,
+    ) -> None:
+        self.path = path
+        self.auths = auths or {}
+        self.store = store
+        self.helpers = helpers or {}
+
+
+def _auths(path: Path, auths: object) -> dict[str, Credentials]:
+    """The `auths` entries with usable credentials, by API host."""
+    if auths is None:
+        return {}
+    if not isinstance(auths, dict):
+        raise CredentialError(f'Docker config {path}: "auths" is not an object')
+    out: dict[str, Credentials] = {}
+    ranks: dict[str, int] = {}
+    for key, entry in auths.items():
+        if not isinstance(key, str) or not isinstance(entry, dict):
+            continue
+        credentials = _docker_entry(path, key, entry)
+        if credentials is None:
+            # e.g. `{}` left by a credsStore, or only an `identitytoken`: not usable here.
+            continue
+        host = _registry_of_auths_key(key)
+        # Several keys may mean one registry (`quay.io`, `https://quay.io`): the key Docker
+        # itself writes wins (the bare host; for Docker Hub `https://index.docker.io/v1/`),
+        # else the first in the file.
+        rank = 0 if key.strip().lower() in (host, _DOCKER_HUB_KEY) else 1
+        if rank < ranks.get(host, 2):
+            out[host], ranks[host] = credentials, rank
+    return out
+
+
+def _run_helper(config: Path, helper: str, host: str, env: Mapping[str, str]) -> Credentials | None:
+    """`docker-credential-HELPER get` for `host`: its credentials, None when it has none."""
+    program = _HELPER_PREFIX + helper
+    found = shutil.which(program, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise CredentialError(
+            f"Docker config {config} names the credential helper {helper!r}, but "
+            f"{program} is not on the PATH: install it, or remove it from the Docker config"
+        )
+    server = _DOCKER_HUB_KEY if host == DOCKER_HUB_API_HOST else host
+    try:
+        done = subprocess.run(
+            [found, "get"],
+            input=server,
+            capture_output=True,
+            text=True,
+            timeout=_HELPER_TIMEOUT,
+            env=dict(env),
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        error = CredentialError(f"{program} get {server}: no answer in {_HELPER_TIMEOUT:.0f}s")
+        error.temporary = True
+        raise error from None
+    except OSError as err:
+        raise CredentialError(f"{program}: cannot run: {err.strerror or err}") from None
+    if done.returncode != 0:
+        # Helpers print their reason on stdout (docker-credential-helpers) or stderr; it names
+        # no secret. "credentials not found" means: nothing stored for this registry.
+        reason = " ".join((done.stdout.strip() or done.stderr.strip()).split())[:200]
+        if _NOT_FOUND in reason.lower():
+            return None
+        raise CredentialError(
+            f"{program} get {server} failed (exit {done.returncode}): {reason or 'no reason'}"
+        )
+    try:
+        answer = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise CredentialError(f"{program} get {server}: answer is not JSON") from None
+    username = answer.get("Username") if isinstance(answer, dict) else None
+    secret = answer.get("Secret") if isinstance(answer, dict) else None
+    if not isinstance(username, str) or not isinstance(secret, str) or not secret:
+        raise CredentialError(f"{program} get {server}: answer has no Username and Secret")
+    if username == "<token>":
+        # An identity token (OAuth refresh token) is not a password: not usable here.
+        _log.debug("%s holds an identity token for %s: not used", program, server)
+        return None
+    return Credentials(username=username, password=secret)
 
 
 def _docker_entry(path: Path, key: str, entry: Mapping[str, object]) -> Credentials | None:

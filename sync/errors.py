@@ -11,9 +11,12 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
+    "TIMEOUT",
+    "UNREACHABLE",
     "AuthenticationError",
     "BlobMismatchError",
     "ConfigError",
+    "ConfigMissingError",
     "CredentialError",
     "DeadlineExceeded",
     "DispatchError",
@@ -25,6 +28,7 @@ __all__ = [
     "RegistryError",
     "UnsupportedError",
     "UpstreamMissingError",
+    "UsageError",
     "redact_url",
 ]
 
@@ -81,6 +85,23 @@ class ConfigError(ImageSyncError):
         super().__init__(f"{source}: {first}{more}")
 
 
+class ConfigMissingError(ConfigError):
+    """No config file where the CLI looks for one (`--config`, `$IMAGE_SYNC_CONFIG`, `./`)."""
+
+    code = "CONFIG_MISSING"
+
+    def __init__(self, message: str) -> None:
+        ImageSyncError.__init__(self, message)
+        self.problems = (message,)
+        self.source = ""
+
+
+class UsageError(ImageSyncError):
+    """Bad command-line arguments: an unknown option or command, a malformed value."""
+
+    code = "USAGE"
+
+
 class CredentialError(ImageSyncError):
     """Credentials named by the config could not be resolved (never carries their value)."""
 
@@ -105,8 +126,12 @@ class RegistryError(ImageSyncError):
         temporary: bool = False,
         retry_after: float | None = None,
         kind: str | None = None,
+        registry: str = "",
     ) -> None:
         self.status = status
+        #: The registry host whose client made the request (for a token service or a CDN, the
+        #: registry they serve): says whose 429 it was without looking at URLs.
+        self.registry = registry
         #: Our own code for what went wrong when the registry gave none (`TOKEN_INVALID`, ...).
         self.kind = kind
         self.method = method
@@ -136,10 +161,21 @@ class RegistryError(ImageSyncError):
         }.get(self.status, f"HTTP_{self.status}")
 
     @property
+    def rate_limited(self) -> bool:
+        """The registry (or its token service) refused because of a rate limit (429)."""
+        return self.status == 429 or "TOOMANYREQUESTS" in self.codes
+
+    @property
     def not_found(self) -> bool:
         return self.status == 404 or bool(
             {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"} & set(self.codes)
         )
+
+
+#: `RegistryError.kind` of a host that could not be connected to (refused, DNS, TLS handshake,
+#: connect timeout), and of a host whose metadata requests got no answer in time.
+UNREACHABLE = "UNREACHABLE"
+TIMEOUT = "TIMEOUT"
 
 
 class AuthenticationError(RegistryError):
@@ -179,7 +215,8 @@ class PullBudgetExhausted(ImageSyncError):
 
 
 class DeadlineExceeded(ImageSyncError):
-    """The run's time budget ran out before this work started."""
+    """The run's time budget ran out: before this work started (deferred), or while it ran
+    (cut off at the hard stop: failed)."""
 
     code = "DEADLINE"
     temporary = True

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 __all__ = [
     "Version",
     "discovery_candidates",
-    "newest_versions",
     "parse_version",
     "select_new_tags",
 ]
@@ -154,27 +153,9 @@ def select_new_tags(
     Takes the newest `limit` candidates FIRST and then drops the configured tags (`exclude`):
     the window is the newest `max_tags_to_check` upstream versions, and configured tags inside
     it use up places. So the result can be shorter than `limit`, and a run never reaches back
-    past the window to older versions. Compare `newest_versions`. `limit` 0 selects nothing.
+    past the window to older versions. `limit` 0 selects nothing.
     """
     if limit < 0:
         raise ValueError(f"limit must not be negative, got {limit}")
     window = discovery_candidates(tags, pattern=pattern)[:limit]
     return [version.tag for version in window if version.tag not in exclude]
-
-
-def newest_versions(
-    tags: Iterable[str],
-    *,
-    pattern: str | re.Pattern[str] | None,
-    exclude: Collection[str],
-    limit: int,
-) -> list[str]:
-    """The newest `limit` candidate tags that are not in `exclude`, newest first (CLI discover).
-
-    Unlike `select_new_tags`, configured tags are dropped BEFORE the limit applies, so this
-    returns `limit` tags whenever that many unconfigured candidates exist. `limit` 0 → nothing.
-    """
-    if limit < 0:
-        raise ValueError(f"limit must not be negative, got {limit}")
-    fresh = [v.tag for v in discovery_candidates(tags, pattern=pattern) if v.tag not in exclude]
-    return fresh[:limit]

@@ -32,6 +32,7 @@ __all__ = [
     "WRITE_METHODS",
     "CliResult",
     "Scenario",
+    "cli_env",
     "manifest_requests",
     "seed",
     "storage_snapshot",
@@ -188,19 +189,14 @@ class Scenario:
         self.target.clear_requests()
 
 
-def run_cli(*args: str, env: Mapping[str, str] | None = None) -> CliResult:
-    """`python -m sync ARGS...`: the environment is this process's minus anything that could
-    send loopback traffic elsewhere or change the config, plus `env`."""
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.lower().endswith("_proxy")
-        and not k.startswith(("IMAGE_SYNC", "BED_", "DOCKER_CONFIG"))
-    }
-    full = {**base, "NO_PROXY": "*", **(env or {})}
+def run_cli(*args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> CliResult:
+    """`python -m sync ARGS...` in `cwd` (the repository root by default): the environment is
+    this process's minus anything that could send loopback traffic elsewhere or change the
+    config, plus `env`."""
+    full = cli_env(env)
     proc = subprocess.run(
         [sys.executable, "-m", "sync", *args],
-        cwd=REPO_ROOT,
+        cwd=cwd or REPO_ROOT,
         env=full,
         capture_output=True,
         text=True,
@@ -208,6 +204,17 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None) -> CliResult:
         check=False,
     )
     return CliResult(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+def cli_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment minus proxies and config settings, plus `env`."""
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.lower().endswith("_proxy")
+        and not k.startswith(("IMAGE_SYNC", "BED_", "DOCKER_CONFIG"))
+    }
+    return {**base, "NO_PROXY": "*", **(env or {})}
 
 
 def seed(server: RegistryServer, repo: str, tags: Mapping[str, Image]) -> dict[str, str]:

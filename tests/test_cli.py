@@ -307,32 +307,78 @@ def test_unknown_image_name_exits_2_with_a_one_line_reason(
 # -- discover -------------------------------------------------------------------------------------
 
 
-def test_discover_json_lists_the_newest_unconfigured_versions_first_with_on_target(
+def test_discover_lists_exactly_the_window_sync_mirrors_newest_first(
     scenario: Scenario,
 ) -> None:
     tags = {
         tag: images.no_layers_image(i)
         for i, tag in enumerate(["1.0", "1.1", "1.9", "1.10", "2.0-rc.1", "v2.0", "latest"])
     }
-    _seeded(scenario, tags, configured=["1.0", "latest"])
+    _seeded(scenario, tags, configured=["1.9", "latest"])
+    scenario.images[0].update(check_new_tags=True, max_tags_to_check=4)
     seed(scenario.target, TARGET_REPO, {"1.10": tags["1.10"]})
     before = storage_snapshot(scenario.target)
     scenario.clear_requests()
 
-    result = scenario.cli("--json", "discover", NAME, "4")
+    result = scenario.cli("--json", "discover", NAME)
+    wider = scenario.cli("discover", NAME, "6", "--json")
+    dry_run = scenario.cli("--json", "sync", "--dry-run")
 
     _expect(result, EXIT_OK)
     assert result.json() == {
         "image": NAME,
         "tags": [
-            {"tag": "v2.0", "on_target": False},
-            {"tag": "2.0-rc.1", "on_target": False},
-            {"tag": "1.10", "on_target": True},
-            {"tag": "1.9", "on_target": False},
+            {"tag": "v2.0", "configured": False, "on_target": False},
+            {"tag": "2.0-rc.1", "configured": False, "on_target": False},
+            {"tag": "1.10", "configured": False, "on_target": True},
+            {"tag": "1.9", "configured": True, "on_target": False},
         ],
     }, result.describe()
+    assert [t["tag"] for t in wider.json()["tags"]] == [
+        "v2.0", "2.0-rc.1", "1.10", "1.9", "1.1", "1.0"
+    ]  # fmt: skip
+    mirrored = {t["tag"] for t in dry_run.json()["images"][0]["tags"] if t["discovered"]}
+    window = {t["tag"] for t in result.json()["tags"] if not t["configured"]}
+    assert mirrored == window, f"sync discovers {mirrored}, discover shows {window}"
     assert not writes(scenario.target.requests()), "discover wrote to the target"
     assert storage_snapshot(scenario.target) == before, "discover changed the target"
+
+
+def test_sync_image_tag_outside_the_window_is_refused_before_the_run(scenario: Scenario) -> None:
+    tags = {tag: images.no_layers_image(i) for i, tag in enumerate(["1.0", "1.1", "1.2"])}
+    _seeded(scenario, tags, configured=["1.2"])
+    scenario.images[0].update(check_new_tags=True, max_tags_to_check=2)
+
+    refused = scenario.cli("sync", NAME, "1.0")
+    accepted = scenario.cli("--json", "sync", NAME, "1.1")
+
+    _expect(refused, EXIT_USAGE)
+    assert "1.2, 1.1" in refused.stderr, refused.describe()
+    assert "run " not in refused.stderr, f"the run must not start: {refused.stderr!r}"
+    _expect(accepted, EXIT_OK)
+    [entry] = accepted.json()["images"][0]["tags"]
+    assert (entry["tag"], entry["discovered"], entry["action"]) == ("1.1", True, "copied")
+
+
+def test_logs_neither_repeat_nor_contradict_the_table(scenario: Scenario) -> None:
+    _seeded(scenario, {"1.0": images.oci_manifest(1), "latest": images.no_layers_image(2)})
+
+    status = scenario.cli("status")
+    synced = scenario.cli("sync")
+
+    _expect(status, EXIT_DRIFT)
+    _expect(synced, EXIT_OK)
+    assert "not up to date: 2 tags" in status.stdout, status.describe()
+    log_lines = [line for line in status.stderr.splitlines() if line.strip()]
+    assert log_lines == ["INFO status not up to date: 2 tags, 0 up to date, 2 to copy, 0 failed"], (
+        status.describe()
+    )
+    for result in (status, synced):
+        for tag in ("1.0", "latest"):
+            assert f":{tag}" not in result.stderr, f"a log line repeats the table: {result.stderr}"
+    assert [ln for ln in synced.stderr.splitlines() if ln.strip()] == [
+        ln for ln in synced.stderr.splitlines() if ln.startswith("INFO run ok")
+    ], synced.describe()
 
 
 # -- check-deps -----------------------------------------------------------------------------------

@@ -334,6 +334,36 @@ def test_checks_between_images_run_even_when_other_parts_are_invalid() -> None:
     assert any(p.startswith("max_tags_to_check: expected an integer") for p in problems)
 
 
+def test_duplicate_name_target_and_tag_are_reported_together() -> None:
+    data = config(
+        image(name="a", target="quay.io/x/a", tags=["1.0", "1.0"]),
+        image(name="a", target="quay.io/x/a"),
+    )
+    problems = problems_of(data)
+    assert "images[0].tags[1]: duplicate tag '1.0'" in problems, problems
+    assert "images[1].name: duplicate name 'a', as images[0]" in problems, problems
+    assert "images[1].target: duplicate target quay.io/x/a, as images[0]" in problems, problems
+
+
+def test_duplicate_json_keys_are_errors_naming_the_key_and_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(
+        '{"images": [{"name": "a", "upstream": "docker.io/x/a", "target": "quay.io/x/a",'
+        ' "tags": ["1.0"], "tags": ["2.0"]}],'
+        ' "registries": {"quay.io": {"tls": "enabled", "tls": "disabled"}},'
+        ' "check_new_tags": true, "check_new_tags": "yes"}'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    problems = info.value.problems
+    assert "images[0]: duplicate key 'tags'" in problems, problems
+    assert "registries[\"quay.io\"]: duplicate key 'tls'" in problems, problems
+    assert "(root): duplicate key 'check_new_tags'" in problems, problems
+    assert any(p.startswith("check_new_tags: expected true or false") for p in problems), (
+        "the other problems are still listed in the same pass"
+    )
+
+
 def test_config_error_message_names_the_file_and_counts_the_rest(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     path.write_text(json.dumps(config(max_tags_to_check="10", check_new_tags="yes")))

@@ -365,3 +365,104 @@ def test_no_credential_value_in_logs(no_docker: Path, caplog: pytest.LogCaptureF
     resolve("quay.io")
     assert "quay.io" in caplog.text
     assert DISTINCTIVE not in caplog.text
+
+
+# --- Docker credential helpers -------------------------------------------------------------------
+
+
+def fake_helper(bin_dir: Path, name: str, known: dict[str, tuple[str, str]]) -> Path:
+    """`docker-credential-NAME get`: the credentials for the server read from stdin, else the
+    helpers' "credentials not found" answer. Records each server it was asked for."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    script = bin_dir / f"docker-credential-{name}"
+    log = bin_dir / f"{name}.asked"
+    cases = "".join(
+        f"  '{server}') echo '{json.dumps({'ServerURL': server, 'Username': u, 'Secret': s})}';;\n"
+        for server, (u, s) in known.items()
+    )
+    script.write_text(
+        "#!/bin/sh\n"
+        '[ "$1" = get ] || exit 2\n'
+        "read -r server\n"
+        f'echo "$server" >> {log}\n'
+        'case "$server" in\n'
+        f"{cases}"
+        "  *) echo 'credentials not found in native keychain'; exit 1;;\n"
+        "esac\n"
+    )
+    script.chmod(0o755)
+    return log
+
+
+def helper_env(bin_dir: Path) -> dict[str, str]:
+    return {"PATH": str(bin_dir)}
+
+
+def write_docker_json(directory: Path, data: object) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "config.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_creds_store_answers_for_every_registry_and_falls_back_to_auths(tmp_path: Path) -> None:
+    fake_helper(tmp_path / "bin", "test", {"quay.io": ("robot", DISTINCTIVE)})
+    path = write_docker_json(
+        tmp_path,
+        {"credsStore": "test", "auths": {"ghcr.io": {"auth": b64("gh:token")}, "quay.io": {}}},
+    )
+    resolve = CredentialResolver(
+        make_config(), env=helper_env(tmp_path / "bin"), docker_config=path
+    )
+    assert resolve("quay.io") == Credentials("robot", DISTINCTIVE)
+    assert resolve("ghcr.io") == Credentials("gh", "token"), "not in the store: auths"
+    assert resolve("example.com") is None
+
+
+def test_cred_helpers_win_over_the_store_and_docker_hub_is_asked_as_docker_names_it(
+    tmp_path: Path,
+) -> None:
+    hub_log = fake_helper(
+        tmp_path / "bin", "hub", {"https://index.docker.io/v1/": ("hubuser", "hubtoken")}
+    )
+    fake_helper(tmp_path / "bin", "store", {"quay.io": ("from-store", "x")})
+    path = write_docker_json(
+        tmp_path, {"credsStore": "store", "credHelpers": {"docker.io": "hub", "quay.io": "hub"}}
+    )
+    resolve = CredentialResolver(
+        make_config(), env=helper_env(tmp_path / "bin"), docker_config=path
+    )
+    assert resolve("registry-1.docker.io") == Credentials("hubuser", "hubtoken")
+    assert resolve("quay.io") is None, "credHelpers names `hub` for quay.io, which has nothing"
+    assert hub_log.read_text().splitlines() == ["https://index.docker.io/v1/", "quay.io"]
+
+
+@pytest.mark.parametrize(
+    "key", ["docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/"]
+)
+def test_cred_helpers_keys_for_docker_hub_in_every_spelling(tmp_path: Path, key: str) -> None:
+    fake_helper(tmp_path / "bin", "hub", {"https://index.docker.io/v1/": ("u", "p")})
+    path = write_docker_json(tmp_path, {"credHelpers": {key: "hub"}})
+    resolve = CredentialResolver(
+        make_config(), env=helper_env(tmp_path / "bin"), docker_config=path
+    )
+    assert resolve("registry-1.docker.io") == Credentials("u", "p")
+
+
+def test_a_missing_helper_is_an_error_naming_the_program(tmp_path: Path) -> None:
+    path = write_docker_json(tmp_path, {"credsStore": "desktop"})
+    resolve = CredentialResolver(make_config(), env={"PATH": str(tmp_path)}, docker_config=path)
+    with pytest.raises(CredentialError, match="docker-credential-desktop is not on the PATH"):
+        resolve("quay.io")
+
+
+def test_a_failing_helper_says_why_without_any_secret(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "docker-credential-broken"
+    script.write_text("#!/bin/sh\necho 'keychain locked' >&2\nexit 3\n")
+    script.chmod(0o755)
+    path = write_docker_json(tmp_path, {"credsStore": "broken"})
+    resolve = CredentialResolver(make_config(), env=helper_env(bin_dir), docker_config=path)
+    with pytest.raises(CredentialError, match=r"exit 3\): keychain locked"):
+        resolve("quay.io")

@@ -69,10 +69,21 @@ def _alive_elsewhere(pid: int) -> bool:
     return True
 
 
-def test_demo_runs_end_to_end() -> None:
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _cmdline(pid) is None:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_demo_runs_end_to_end_and_keep_leaves_it_to_try_the_cli_on() -> None:
+    """`make demo KEEP=1`: every step, then the registries, Secret Manager, function and config
+    stay up for the printed commands until the printed `kill PID`, which cleans up."""
     started = time.monotonic()
     done = subprocess.run(
-        DEMO,
+        [*DEMO, "--keep"],
         cwd=ROOT,
         env=_demo_env(),
         stdin=subprocess.DEVNULL,
@@ -82,35 +93,65 @@ def test_demo_runs_end_to_end() -> None:
         check=False,
     )
     out = done.stdout
-    assert done.returncode == 0, out + done.stderr
-    configured, discovered = plan.expected_tag_count()
-    for line in [
-        *(f"[{n}/11] " for n in range(1, 12)),
-        "anonymous request to the target: HTTP 401",
-        "$ image-sync status",
-        "exit code 4 (4 = every tag compared, some would be copied)",
-        "-H 'User-Agent: Google-Cloud-Scheduler'",
-        "-H 'X-CloudScheduler-JobName: image-sync-daily'",
-        "--data '{}'",
-        '"status": "ok"',
-        f"as expected: {configured} configured tags and {discovered} discovered ones",
-        "the function read quay-user and quay-password from Secret Manager",
-        '"scheduler_job": "image-sync-daily"',
-        "exit code 0 (0 = every configured tag is up to date)",
-        f"status ok: {configured + discovered} tags, 1 copied, "
-        f"{configured + discovered - 1} up to date, 0 failed",
-        "copied examples-helloworld-v1:latest (outdated)",
-        "[cleanup]",
-        "Demo finished in",
-    ]:
-        assert line in out, f"{line!r} missing from the demo's output:\n{out}"
-    assert out.count("HTTP 200") == 2, out
-    # Discovery order is by version: v2.16.0 is newer than v2.9.0.
-    assert re.search(r"v2\.16\.0\s+no\n\s+v2\.9\.0\s+no\n\s+v2\.8\.0\s+no", out), out
-    assert len(re.findall(r"\bmissing\s+would_copy\b", out)) == configured, out
-    assert len(re.findall(r"\bup_to_date\s+up_to_date\b", out)) == configured, out
+    kill = re.search(r"^\s+kill (\d+)$", out, re.MULTILINE)
+    try:
+        assert done.returncode == 0, out + done.stderr
+        configured, discovered = plan.expected_tag_count()
+        for line in [
+            *(f"[{n}/11] " for n in range(1, 12)),
+            "anonymous request to the target: HTTP 401",
+            "$ image-sync status",
+            "exit code 4 (4 = every tag compared, some would be copied)",
+            "-H 'User-Agent: Google-Cloud-Scheduler'",
+            "-H 'X-CloudScheduler-JobName: image-sync-daily'",
+            "--data '{}'",
+            '"status": "ok"',
+            f"as expected: {configured} configured tags and {discovered} discovered ones",
+            "the function read quay-user and quay-password from Secret Manager",
+            '"scheduler_job": "image-sync-daily"',
+            "exit code 0 (0 = every configured tag is up to date)",
+            f"status ok: {configured + discovered} tags, 1 copied, "
+            f"{configured + discovered - 1} up to date, 0 failed",
+            "copied examples-helloworld-v1:latest (outdated)",
+            "Demo finished in",
+            "Try the CLI",
+        ]:
+            assert line in out, f"{line!r} missing from the demo's output:\n{out}"
+        assert out.count("HTTP 200") == 2, out
+        # The window by version: v2.16.0 is newer than v2.9.0; v2.15.0 is configured.
+        assert re.search(
+            r"v2\.16\.0\s+no\s+no\n\s+v2\.15\.0\s+yes\s+no\n\s+v2\.9\.0\s+no\s+no", out
+        ), out
+        assert len(re.findall(r"\bmissing\s+would_copy\b", out)) == configured, out
+        assert len(re.findall(r"\bup_to_date\s+up_to_date\b", out)) == configured, out
+        assert time.monotonic() - started < 120, "the demo should take well under two minutes"
+        assert kill, f"no `kill PID` printed:\n{out}"
+        env_file = re.search(r"^\s+\. (\S+/env\.sh)$", out, re.MULTILINE)
+        assert env_file, out
+        commands = [
+            line.strip()
+            for line in out.split("Try the CLI", 1)[1].split("Stop everything", 1)[0].splitlines()
+            if line.strip().startswith("image-sync ")
+        ]
+        assert len(commands) >= 8, commands
+        for command in commands:
+            tried = subprocess.run(
+                ["bash", "-c", f". {env_file[1]} && {command}"],
+                cwd=ROOT,
+                env=_demo_env(),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert tried.returncode in (0, 4), f"{command}: exit {tried.returncode}\n{tried.stderr}"
+            assert tried.stdout.strip(), f"{command} printed nothing"
+    finally:
+        if kill:
+            os.kill(int(kill[1]), signal.SIGTERM)
+    assert _wait_gone(int(kill[1]), 30), "the kept demo did not stop on SIGTERM"
     assert _leftovers(out) == []
-    assert time.monotonic() - started < 120, "the demo should take well under two minutes"
 
 
 def test_demo_ctrl_c_stops_everything() -> None:

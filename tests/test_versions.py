@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from sync.versions import (
     Version,
     discovery_candidates,
-    newest_versions,
     parse_version,
     select_new_tags,
 )
@@ -222,20 +221,10 @@ def test_select_takes_the_window_before_dropping_configured_tags() -> None:
     ]
 
 
-def test_newest_versions_drops_configured_tags_before_the_limit() -> None:
-    assert newest_versions(UPSTREAM, pattern=None, exclude={"1.4", "latest"}, limit=3) == [
-        "1.5-rc.1",
-        "1.3",
-        "1.2",
-    ]
-
-
-@pytest.mark.parametrize("function", ["select_new_tags", "newest_versions"])
-def test_limit_zero_selects_nothing_and_negative_limit_is_an_error(function: str) -> None:
-    pick = select_new_tags if function == "select_new_tags" else newest_versions
-    assert pick(UPSTREAM, limit=0, pattern=None, exclude=()) == []
+def test_limit_zero_selects_nothing_and_negative_limit_is_an_error() -> None:
+    assert select_new_tags(UPSTREAM, limit=0, pattern=None, exclude=()) == []
     with pytest.raises(ValueError, match="negative"):
-        pick(UPSTREAM, limit=-1, pattern=None, exclude=())
+        select_new_tags(UPSTREAM, limit=-1, pattern=None, exclude=())
 
 
 def test_pattern_must_match_the_whole_tag() -> None:
@@ -389,21 +378,3 @@ def test_select_returns_only_unconfigured_versions_within_the_window(
         assert pattern is None or re.fullmatch(pattern, tag)
     window = [v.tag for v in discovery_candidates(tags, pattern=pattern)][:limit]
     assert selected == [t for t in window if t not in exclude]
-
-
-@given(
-    st.lists(_any_tags, max_size=40),
-    st.integers(0, 15),
-    st.sets(_any_tags, max_size=10),
-)
-def test_newest_versions_fills_the_limit_from_unconfigured_versions(
-    tags: list[str], limit: int, exclude: set[str]
-) -> None:
-    exclude |= set(tags[:3])
-    newest = newest_versions(tags, pattern=None, exclude=exclude, limit=limit)
-    unconfigured = [v.tag for v in discovery_candidates(tags) if v.tag not in exclude]
-    assert newest == unconfigured[:limit]
-    assert len(newest) == min(limit, len(unconfigured))
-    # The sync window is never larger than what discover shows.
-    selected = select_new_tags(tags, limit=limit, pattern=None, exclude=exclude)
-    assert set(selected) <= set(newest)
