@@ -24,7 +24,8 @@ _TASK_QUEUE = "X-CloudTasks-QueueName"
 @functions_framework.http
 def sync_images(request: flask.Request) -> flask.Response:
     """Cloud Scheduler's POST (JSON body, may be empty) or a GET with a query string; answers
-    the run's report as JSON (200 ok/partial, 500 failed) or `{"error": {...}}`."""
+    the run's report as JSON (500 when it failed and a retry can help, else 200) or
+    `{"error": {...}}`."""
     try:
         answer = service.handle(_incoming(request))
     except Exception:  # the edge: never a traceback (or anything in it) in a response

@@ -13,15 +13,15 @@ import asyncio
 import base64
 import ipaddress
 import json
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from urllib.request import parse_http_list, parse_keqv_list
 
 import httpx
 
 from sync.errors import AuthenticationError, RegistryError, redact_url
-from sync.retry import RetryPolicy, send_with_retry
+from sync.retry import HostHealth, RetryPolicy, send_with_retry
 
 __all__ = [
     "Authenticator",
@@ -29,6 +29,7 @@ __all__ = [
     "CredentialProvider",
     "Credentials",
     "parse_challenge",
+    "parse_challenges",
     "pull_scope",
     "push_scope",
 ]
@@ -89,20 +90,54 @@ class Challenge:
         return tuple(scope.split(" ")) if scope else ()
 
 
-_CHALLENGE_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
+def parse_challenges(header: str | None) -> list[Challenge]:
+    """Every challenge in a `WWW-Authenticate` value, in order.
+
+    A response may carry several headers (httpx joins them with ", ") or several challenges in
+    one: `Basic realm="r", Bearer realm="https://auth",service="s",scope="a:b:pull,push"`.
+    `parse_http_list` splits on the commas outside quotes (and undoes backslash escapes); an
+    item whose first word is followed by a space (or stands alone) starts a new challenge,
+    and the `key=value` items after it are its parameters (`parse_keqv_list` unquotes them).
+    """
+    if not header:
+        return []
+    challenges: list[tuple[str, list[str]]] = []
+    for raw in parse_http_list(header):
+        item = raw.strip()
+        if not item:
+            continue
+        name, eq, _ = item.partition("=")
+        if eq and " " not in name.strip():
+            if challenges:  # a parameter of the challenge before it
+                challenges[-1][1].append(item)
+            continue
+        scheme, _, first = item.partition(" ")
+        challenges.append((scheme, [first.strip()] if first.strip() else []))
+    out = []
+    for scheme, items in challenges:
+        pairs = [p.strip() for p in items if "=" in p]
+        params = {
+            key.strip().lower(): value
+            for key, value in parse_keqv_list([_unspace(p) for p in pairs]).items()
+        }
+        out.append(Challenge(scheme.lower(), params))
+    return out
+
+
+def _unspace(item: str) -> str:
+    """`key = "value"` as `key="value"` (parse_keqv_list splits at the first '=')."""
+    key, _, value = item.partition("=")
+    return f"{key.strip()}={value.strip()}"
 
 
 def parse_challenge(header: str | None) -> Challenge | None:
-    """Parse `Bearer realm="...",service="...",scope="..."` (or `Basic realm=...`)."""
-    if not header:
-        return None
-    scheme, _, rest = header.strip().partition(" ")
-    params: dict[str, str] = {}
-    for match in _CHALLENGE_PARAM.finditer(rest):
-        quoted, bare = match.group(2), match.group(3)
-        value = quoted.replace('\\"', '"') if quoted is not None else bare
-        params[match.group(1).lower()] = value or ""
-    return Challenge(scheme.lower(), params)
+    """The challenge to answer: Bearer when offered (a token), else Basic, else the first."""
+    challenges = parse_challenges(header)
+    for scheme in ("bearer", "basic"):
+        for challenge in challenges:
+            if challenge.scheme == scheme:
+                return challenge
+    return challenges[0] if challenges else None
 
 
 def _is_private_host(host: str) -> bool:
@@ -135,12 +170,14 @@ class Authenticator:
         secure: bool,
         credentials: CredentialProvider | None,
         policy: RetryPolicy,
+        health: HostHealth | None = None,
     ) -> None:
         self.host = host
         self._http = http
         self._secure = secure
         self._provider = credentials
         self._policy = policy
+        self._health = health
         self._challenge: Challenge | None = None
         self._pinged = False
         self._credentials: Credentials | None = None
@@ -150,6 +187,8 @@ class Authenticator:
         self._tokens: dict[tuple[str, ...], _Token] = {}
         #: Token requests sent (for tests and benchmarks).
         self.token_requests = 0
+        #: Whether the token service issued a token for the configured credentials.
+        self.credentials_accepted = False
 
     @property
     def scheme(self) -> str | None:
@@ -164,7 +203,9 @@ class Authenticator:
             if self._pinged:
                 return
             url = f"{'https' if self._secure else 'http'}://{self.host}/v2/"
-            reply = await send_with_retry(self._http, "GET", url, policy=self._policy)
+            reply = await send_with_retry(
+                self._http, "GET", url, policy=self._policy, health=self._health
+            )
             if reply.status == 401:
                 self._challenge = parse_challenge(reply.headers.get("www-authenticate"))
                 if self._challenge is None:
@@ -182,6 +223,15 @@ class Authenticator:
                     url=url,
                 )
             self._pinged = True
+
+    def service_hosts(self) -> list[str]:
+        """The host of the token service this registry sent us to, if any (`host:port`)."""
+        if self._challenge is None or self._challenge.scheme != "bearer":
+            return []
+        try:
+            return [httpx.URL(self._challenge.realm).netloc.decode("ascii")]
+        except httpx.InvalidURL:
+            return []
 
     @property
     def has_credentials(self) -> bool:
@@ -285,7 +335,9 @@ class Authenticator:
         if creds:
             headers["Authorization"] = creds.basic_header()
         self.token_requests += 1
-        reply = await send_with_retry(self._http, "GET", url, headers=headers, policy=self._policy)
+        reply = await send_with_retry(
+            self._http, "GET", url, headers=headers, policy=self._policy, health=self._health
+        )
         where = redact_url(str(url))
         if reply.status in {401, 403}:
             who = "with the configured credentials" if creds else "anonymously"
@@ -321,4 +373,6 @@ class Authenticator:
         if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
             expires_in = DEFAULT_TOKEN_SECONDS
         lifetime = max(float(expires_in) - TOKEN_MARGIN_SECONDS, float(expires_in) / 2, 1.0)
+        if creds:
+            self.credentials_accepted = True
         return _Token(value, time.monotonic() + lifetime)

@@ -162,7 +162,7 @@ def _parser() -> _Parser:
         "--deadline",
         type=_positive_float,
         metavar="SECONDS",
-        help="start nothing new after this many seconds",
+        help="start nothing new after this many seconds; cancel what still runs a grace later",
     )
     sync.add_argument(
         "--pull-floor",
@@ -549,7 +549,7 @@ class _App:
         tag: str | None = self.args.tag
         if tag is not None:
             self._check_tag(config, tag)
-        from sync.engine import RunOptions  # noqa: PLC0415
+        from sync.engine import RunOptions, hard_stop_after  # noqa: PLC0415
 
         options = RunOptions(
             images=names,
@@ -557,6 +557,9 @@ class _App:
             dry_run=self.args.dry_run,
             discover=not self.args.no_discover,
             deadline=self.args.deadline,
+            hard_deadline=(
+                hard_stop_after(self.args.deadline) if self.args.deadline is not None else None
+            ),
             pull_floor=self.args.pull_floor,
         )
 

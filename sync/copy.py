@@ -104,6 +104,26 @@ class Copier:
         #: tags point at one image).
         self._manifests: dict[tuple[str, str, str], asyncio.Future[Manifest]] = {}
         self._holders: dict[tuple[str, str], set[str]] = {}
+        #: Every task this copier started (shared flights run detached from any one copy):
+        #: what `abort` cancels at the run's hard stop.
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    def start(self, work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """Run `work` as a task of this copier's (shared work, detached from any one copy):
+        `abort` cancels it at the run's hard stop."""
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(_retrieve)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def abort(self) -> None:
+        """Cancel every transfer still running (each cancels its upload session on the way
+        out) and wait until all have ended."""
+        running = [task for task in self._tasks if not task.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
     async def copy(
         self,
@@ -195,8 +215,7 @@ class Copier:
         key = (src.client.host, src.repository, reference)
         pending = self._manifests.get(key)
         if pending is None or (pending.done() and pending.exception() is not None):
-            pending = asyncio.ensure_future(src.client.manifest_get(src.repository, reference))
-            pending.add_done_callback(_retrieve)
+            pending = self.start(src.client.manifest_get(src.repository, reference))
             self._manifests[key] = pending
         return await asyncio.shield(pending)
 
@@ -216,10 +235,10 @@ class Copier:
         self, key: tuple[str, ...], work: Callable[[], Coroutine[Any, Any, None]]
     ) -> None:
         """Run `work` as the flight for `key` (callers have checked that none is under way)."""
-        task = asyncio.ensure_future(work())
-        # Shielded: a waiter's cancellation must not cancel work others share. Should the
-        # owner be cancelled, the task's failure is still retrieved here, not reported stray.
-        task.add_done_callback(_retrieve)
+        task = self.start(work())
+        # Shielded: a waiter's cancellation must not cancel work others share (the run's hard
+        # stop cancels it through `abort`). Should the owner be cancelled, the task's failure
+        # is still retrieved, not reported stray.
         self._flights[key] = task
         try:
             await asyncio.shield(task)
@@ -322,6 +341,10 @@ class Copier:
                     await dst.client.blob_upload_finish(upload, blob.digest, blob.size, body)
                 stats.bytes_copied += blob.size
                 return
+            except asyncio.CancelledError:
+                # The run's hard stop: leave no upload session open behind us.
+                await _cancel_upload(dst.client, upload)
+                raise
             except (RegistryError, BlobMismatchError) as exc:
                 await dst.client.blob_upload_cancel(upload)
                 upload = None
@@ -373,6 +396,17 @@ class Copier:
             if progress is not None:
                 progress.sent(len(held))
             yield held
+
+
+#: How long a cancelled copy may spend cancelling its upload session (best effort).
+UPLOAD_CANCEL_SECONDS = 2.0
+
+
+async def _cancel_upload(client: RegistryClient, upload: UploadSession | None) -> None:
+    if upload is None:
+        return
+    with suppress(TimeoutError, ImageSyncError):
+        await asyncio.wait_for(client.blob_upload_cancel(upload), UPLOAD_CANCEL_SECONDS)
 
 
 def _check_tree(manifest: Manifest) -> None:

@@ -4,6 +4,13 @@ Per tag: HEAD upstream and HEAD target (a HEAD costs no Docker Hub pull); equal 
 to date and nothing else is asked. Otherwise the tag is copied, unless this is a dry run, the
 run's time budget is spent, or the upstream pull allowance fell below its floor (then the tag is
 `deferred` and the next run picks it up). A failure in one tag never stops the others.
+
+Time: after the soft deadline nothing new starts (discovery, comparison or copy: the rest is
+`deferred`); at the hard stop everything still in flight is cancelled, uploads included (their
+sessions are cancelled, best effort), and the report is built from what each tag had reached:
+a copy or comparison cut off is `failed` with `DEADLINE`, a tag still waiting is `deferred`.
+A tag whose registry (or its token service) is down for the run fails at once with that
+host's cause (`UNREACHABLE`, `TIMEOUT`), deadline or not.
 """
 
 from __future__ import annotations
@@ -13,13 +20,16 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+import httpx
 
 from sync.auth import CredentialProvider, pull_scope
 from sync.config import Config, ImageConfig
 from sync.copy import Copier, CopyProgress, CopyResult, settle
 from sync.errors import (
+    TIMEOUT,
     AuthenticationError,
     DeadlineExceeded,
     ImageSyncError,
@@ -50,9 +60,17 @@ from sync.report import (
     TagState,
     build_report,
 )
+from sync.retry import Timeouts
 from sync.versions import discovery_candidates, select_new_tags
 
-__all__ = ["DiscoveredTag", "Engine", "RunOptions", "insecure_hosts", "registries_for"]
+__all__ = [
+    "DiscoveredTag",
+    "Engine",
+    "RunOptions",
+    "hard_stop_after",
+    "insecure_hosts",
+    "registries_for",
+]
 
 #: Makes the progress display of one copy, given what it copies ("image:tag" or a reference).
 ProgressFactory = Callable[[str], CopyProgress]
@@ -63,8 +81,9 @@ log = logging.getLogger("image_sync")
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     """What one run does. `images`/`tags` narrow it (None: all); `compare_only` is the `status`
-    command (no writes, no discovery); `deadline` is seconds from the start after which no new
-    copy starts; `pull_floor` is the upstream pull allowance below which copies are deferred."""
+    command (no writes, no discovery); `deadline` is seconds from the start after which nothing
+    new starts (discovery, comparison, copy); `pull_floor` is the upstream pull allowance
+    below which copies are deferred."""
 
     images: tuple[str, ...] | None = None
     tags: tuple[str, ...] | None = None
@@ -72,12 +91,32 @@ class RunOptions:
     discover: bool = True
     compare_only: bool = False
     deadline: float | None = None
-    #: Seconds from the start after which copies still running are cut off (reported failed
-    #: with DEADLINE, so the report is still complete); None: never.
+    #: Seconds from the start after which all work still in flight is cancelled (copies and
+    #: comparisons reported failed with DEADLINE, so the report is still complete); None:
+    #: never. `hard_stop_after(deadline)` is the usual value.
     hard_deadline: float | None = None
     pull_floor: int = 10
     #: Copies under way at once per upstream host.
     concurrency: int = 8
+
+
+#: After the soft deadline, copies already running get this share of the budget to finish
+#: before the hard stop, within [HARD_STOP_MIN_GRACE, HARD_STOP_MAX_GRACE] seconds.
+HARD_STOP_SHARE = 0.25
+HARD_STOP_MIN_GRACE = 5.0
+HARD_STOP_MAX_GRACE = 180.0
+
+
+#: A registry that has left a request unanswered this long at the hard stop is what held the
+#: tags that needed it up (healthy registries answer metadata requests well within it).
+SILENT_SECONDS = 2.0
+
+
+def hard_stop_after(deadline: float) -> float:
+    """Seconds from the start to the hard stop of a run whose soft deadline is `deadline`:
+    1500 s gives 1680 s, 20 s gives 25 s."""
+    grace = min(HARD_STOP_MAX_GRACE, max(HARD_STOP_MIN_GRACE, deadline * HARD_STOP_SHARE))
+    return deadline + grace
 
 
 #: Tags compared at once per upstream host (a manifest HEAD on each side; no pulls): as many as
@@ -101,9 +140,94 @@ class DiscoveredTag:
 
 @dataclass(slots=True)
 class _Work:
+    """One tag of one image, and how far the run got with it (read at the hard stop)."""
+
     image: ImageConfig
     tag: str
     discovered: bool
+    #: waiting (not started), comparing (manifest HEADs), queued (for a copy slot), copying,
+    #: referrers, done.
+    phase: str = "waiting"
+    #: The tag's entry once its image is settled, before its referrers.
+    image_report: TagReport | None = None
+    state: TagState | None = None
+    upstream_digest: str | None = None
+    target_digest: str | None = None
+    report: TagReport | None = None
+    #: At the hard stop: the tag's registries that had left a request unanswered, how long.
+    silent: dict[str, float] = field(default_factory=dict)
+
+    def cut_off(self) -> TagReport:
+        """The entry of a tag the hard stop interrupted: what it got to, and why it ended.
+        A tag not yet copying whose registry had left a request unanswered for a while failed
+        because of that registry (TIMEOUT), not because of the deadline."""
+        if self.report is not None:
+            return self.report
+        if self.phase == "referrers" and self.image_report is not None:
+            cut = DeadlineExceeded("referrers cut off at the run's hard stop")
+            return self.image_report.model_copy(update={"action": "failed", "error": _info(cut)})
+        error: ImageSyncError
+        action: TagAction = "failed"
+        if self.phase in {"waiting", "comparing"} and self.silent:
+            # Waiting for a slot held by requests to that host counts too: it is what held
+            # the tag up, not the budget.
+            host, waited = max(self.silent.items(), key=lambda item: item[1])
+            error = RegistryError(
+                f"{host} had not answered for {waited:.1f}s when the run's hard stop came",
+                kind=TIMEOUT,
+                temporary=True,
+                registry=host,
+            )
+        elif self.phase == "waiting":
+            error = DeadlineExceeded("time budget spent before this tag started")
+            action = "deferred"
+        elif self.phase == "queued":
+            error = DeadlineExceeded("time budget spent before the copy could start")
+            action = "deferred"
+        else:
+            what = "copy" if self.phase == "copying" else "comparison"
+            error = DeadlineExceeded(f"{what} cut off at the run's hard stop")
+        return TagReport(
+            tag=self.tag,
+            discovered=self.discovered,
+            state=self.state,
+            action=action,
+            upstream_digest=self.upstream_digest,
+            target_digest=self.target_digest,
+            error=_info(error),
+        )
+
+
+@dataclass(slots=True)
+class _ImageRun:
+    image: ImageConfig
+    work: list[_Work]
+    discovery_error: ImageSyncError | None = None
+    #: discovery: not yet, running, done.
+    discovery: str = "not yet"
+    #: At the hard stop: how long the upstream had left a request unanswered, if it had.
+    silent: float | None = None
+
+    def report(self) -> ImageReport:
+        error = self.discovery_error
+        if error is None and self.discovery == "running":
+            if self.silent is not None:
+                host = self.image.upstream_ref.host
+                error = RegistryError(
+                    f"{host} had not answered for {self.silent:.1f}s when the run's hard stop came",
+                    kind=TIMEOUT,
+                    temporary=True,
+                    registry=host,
+                )
+            else:
+                error = DeadlineExceeded("tag discovery cut off at the run's hard stop")
+        return ImageReport(
+            name=self.image.name,
+            upstream=self.image.upstream,
+            target=self.image.target,
+            tags=tuple(work.cut_off() for work in self.work),
+            discovery_error=_info(error) if error else None,
+        )
 
 
 class Engine:
@@ -124,8 +248,10 @@ class Engine:
         self._referrers = Referrers(self._copier)
         #: Upstream pulls reserved by copies under way, per registry host.
         self._pulls_reserved: dict[str, int] = {}
-        #: Upstream hosts that answered a copy with 429 and a spent allowance in this run.
+        #: Upstream hosts with a pull allowance that answered with 429 in this run.
         self._exhausted: set[str] = set()
+        #: Whether some failure of the current run is temporary (the report's `retryable`).
+        self._temporary_failure = False
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -135,49 +261,87 @@ class Engine:
         clock0 = time.monotonic()
         deadline = clock0 + options.deadline if options.deadline is not None else None
         hard = clock0 + options.hard_deadline if options.hard_deadline is not None else None
-        images = self._select_images(options.images)
         slots: dict[str, asyncio.Semaphore] = {}
         copy_slots: dict[str, asyncio.Semaphore] = {}
-
-        async def one_image(image: ImageConfig) -> ImageReport:
+        self._temporary_failure = False
+        runs = []
+        for image in self._select_images(options.images):
             work = [_Work(image, tag, False) for tag in image.tags]
             if options.tags is not None:
                 work = [w for w in work if w.tag in options.tags]
-            discovery_error: ImageSyncError | None = None
-            if options.discover and not options.compare_only and image.discovers_tags(self.config):
-                found, discovery_error = await self._discover_work(image, options)
-                work += found
-            host = image.upstream_ref.host
+            runs.append(_ImageRun(image, work))
+
+        async def guarded(item: _Work) -> None:
+            host = item.image.upstream_ref.host
             slot = slots.setdefault(host, asyncio.Semaphore(COMPARE_CONCURRENCY))
             copy_slot = copy_slots.setdefault(host, asyncio.Semaphore(options.concurrency))
+            async with slot:
+                try:
+                    report = await self._tag(item, options, deadline, copy_slot)
+                    item.image_report, item.phase = report, "referrers"
+                    item.report = await self._tag_referrers(item, report, options, deadline)
+                except Exception as exc:  # a bug must cost one tag, not the run
+                    log.exception("%s:%s failed unexpectedly", item.image.name, item.tag)
+                    item.report = TagReport(
+                        tag=item.tag,
+                        discovered=item.discovered,
+                        state=item.state,
+                        action="failed",
+                        error=ErrorInfo(
+                            code="INTERNAL", message=f"internal error: {type(exc).__name__}"
+                        ),
+                    )
+                item.phase = "done"
 
-            async def guarded(item: _Work) -> TagReport:
-                async with slot:
-                    try:
-                        report = await self._tag(item, options, deadline, hard, copy_slot)
-                        return await self._tag_referrers(item, report, options, deadline, hard)
-                    except Exception as exc:  # a bug must cost one tag, not the run
-                        log.exception("%s:%s failed unexpectedly", image.name, item.tag)
-                        return TagReport(
-                            tag=item.tag,
-                            discovered=item.discovered,
-                            state=None,
-                            action="failed",
-                            error=ErrorInfo(
-                                code="INTERNAL", message=f"internal error: {type(exc).__name__}"
-                            ),
-                        )
+        async def discover(run: _ImageRun) -> None:
+            image = run.image
+            if deadline is not None and time.monotonic() >= deadline:
+                run.discovery_error = DeadlineExceeded(
+                    "tag discovery not started: time budget spent"
+                )
+                return
+            run.discovery = "running"
+            try:
+                found, run.discovery_error = await self._discover_work(image, options)
+            except Exception as exc:  # a bug must cost one discovery, not the run
+                log.exception("%s: discovery failed unexpectedly", image.name)
+                found = []
+                run.discovery_error = ImageSyncError(f"internal error: {type(exc).__name__}")
+            run.discovery = "done"
+            if run.discovery_error is not None and run.discovery_error.temporary:
+                self._temporary_failure = True
+            run.work += found
+            await asyncio.gather(*(guarded(w) for w in found))
 
-            reports = await asyncio.gather(*(guarded(w) for w in work))
-            return ImageReport(
-                name=image.name,
-                upstream=image.upstream,
-                target=image.target,
-                tags=tuple(reports),
-                discovery_error=_info(discovery_error) if discovery_error else None,
-            )
+        async def one_image(run: _ImageRun) -> None:
+            # The configured tags are compared while discovery lists the upstream's tags.
+            jobs = [guarded(w) for w in run.work]
+            image = run.image
+            if options.discover and not options.compare_only and image.discovers_tags(self.config):
+                jobs.insert(0, discover(run))
+            await asyncio.gather(*jobs)
 
-        image_reports = await asyncio.gather(*(one_image(image) for image in images))
+        tasks = [asyncio.create_task(one_image(run)) for run in runs]
+        if tasks:
+            timeout = None if hard is None else max(hard - time.monotonic(), 0.0)
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            if pending:
+                silent = self._silent_hosts()
+                await self._stop(pending)
+                for run in runs:
+                    run.silent = silent.get(run.image.upstream_ref.host)
+                    for item in run.work:
+                        item.silent = {
+                            h: silent[h]
+                            for h in (item.image.upstream_ref.host, item.image.target_ref.host)
+                            if h in silent
+                        }
+                        # Cut off while it ran, or held up by a silent host: temporary.
+                        if item.report is None and (
+                            item.phase not in {"waiting", "queued"} or item.silent
+                        ):
+                            self._temporary_failure = True
+        image_reports = [run.report() for run in runs]
         report = build_report(
             image_reports,
             dry_run=options.dry_run or options.compare_only,
@@ -185,6 +349,7 @@ class Engine:
             duration_s=time.monotonic() - clock0,
             rate_limit=self._rate_limit(),
             command="status" if options.compare_only else "sync",
+            temporary_failure=self._temporary_failure,
         )
         s = report.summary
         # Severity follows the outcome, so that alerts can key on it.
@@ -208,6 +373,33 @@ class Engine:
             extra={"event": "run_finished", "status": report.status, "summary": s.model_dump()},
         )
         return report
+
+    def _silent_hosts(self) -> dict[str, float]:
+        """Registry hosts (by config name) that had a request waiting for an answer for
+        `SILENT_SECONDS` (or half the metadata timeout, if less) or more: at the hard stop,
+        the cause of what is held up there."""
+        silent = {}
+        for host, client in self.registries.clients.items():
+            waited = max(
+                (client.health.silent_for(h) for h in client.hosts()),
+                default=0.0,
+            )
+            if waited >= min(SILENT_SECONDS, client.timeouts.metadata / 2):
+                silent[host] = waited
+        return silent
+
+    async def _stop(self, pending: set[asyncio.Task[None]]) -> None:
+        """The hard stop: cancel every image's work and every transfer the copier runs (their
+        upload sessions are cancelled on the way out), and wait until all of it has ended, so
+        that nothing writes after the report."""
+        log.warning(
+            "hard stop: cancelling the work still in flight",
+            extra={"event": "hard_stop", "code": DeadlineExceeded.code},
+        )
+        for task in pending:
+            task.cancel()
+        await self._copier.abort()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def _select_images(self, names: Sequence[str] | None) -> list[ImageConfig]:
         if names is None:
@@ -264,7 +456,6 @@ class Engine:
         work: _Work,
         options: RunOptions,
         deadline: float | None,
-        hard: float | None,
         copy_slot: asyncio.Semaphore,
     ) -> TagReport:
         image, tag = work.image, work.tag
@@ -286,6 +477,8 @@ class Engine:
             )
 
         def failed(error: ImageSyncError, state: TagState | None) -> TagReport:
+            if error.temporary:
+                self._temporary_failure = True
             log.error(
                 "%s:%s failed: %s",
                 image.name,
@@ -295,12 +488,19 @@ class Engine:
             )
             return entry(state, "failed", error)
 
+        upstream = self._client(image.upstream_ref.host)
+        target = self._client(image.target_ref.host)
+        try:
+            # A host known to be down fails its tags with its cause, deadline or not.
+            upstream.check_up()
+            target.check_up()
+        except ImageSyncError as exc:
+            return failed(exc, None)
         if deadline is not None and time.monotonic() >= deadline:
             error = DeadlineExceeded("time budget spent before this tag started")
             log.warning("%s:%s deferred: %s", image.name, tag, error, extra=fields)
             return entry(None, "deferred", error)
-        upstream = self._client(image.upstream_ref.host)
-        target = self._client(image.target_ref.host)
+        work.phase = "comparing"
         try:
             # Settled, not gathered: when one side fails, the other request must not be left
             # running after the run has closed its clients.
@@ -309,7 +509,11 @@ class Engine:
                 _target_head(target, image.target_ref.repository, tag),
             )
         except ImageSyncError as exc:
+            if self._upstream_refused(exc, upstream):
+                return self._deferred_by_429(work, exc, None, fields)
             return failed(exc, None)
+        work.upstream_digest = up.digest if up else None
+        work.target_digest = down.digest if down else None
         fields.update(
             upstream_digest=up.digest if up else None, target_digest=down.digest if down else None
         )
@@ -320,6 +524,7 @@ class Engine:
         if down is not None and down.digest == up.digest:
             return entry("up_to_date", "up_to_date")
         state: TagState = "missing" if down is None else "outdated"
+        work.state = state
         if options.dry_run or options.compare_only:
             log.info(
                 "%s:%s %s, would copy %s",
@@ -332,6 +537,7 @@ class Engine:
             return entry(state, "would_copy")
         # A copy slot is taken before the refusal checks (deadline, pull budget) and released
         # after the copy; nothing between here and the `try` below awaits.
+        work.phase = "queued"
         await copy_slot.acquire()
         refusal = self._refusal(upstream, options, deadline)
         if refusal is not None:
@@ -340,32 +546,21 @@ class Engine:
             return entry(state, "deferred", refusal)
         host = upstream.host
         self._pulls_reserved[host] = self._pulls_reserved.get(host, 0) + PULLS_PER_COPY
+        work.phase = "copying"
         try:
             # By the digest just compared: what gets copied is what was found different, and
-            # two tags that point at one image share one manifest read.
-            copying = self._copier.copy(
+            # two tags that point at one image share one manifest read. Not bounded here: the
+            # run's hard stop cancels it (see `_stop`).
+            result = await self._copier.copy(
                 upstream,
                 image.upstream_ref.with_tag(tag).with_digest(up.digest),
                 target,
                 image.target_ref.with_tag(tag),
                 progress=self._progress(f"{image.name}:{tag}") if self._progress else None,
             )
-            timeout = None if hard is None else max(hard - time.monotonic(), 0.0)
-            result = await asyncio.wait_for(copying, timeout)
-        except TimeoutError:
-            return failed(DeadlineExceeded("copy cut off at the run's hard deadline"), state)
         except ImageSyncError as exc:
-            if (
-                isinstance(exc, RegistryError)
-                and exc.code == "TOOMANYREQUESTS"
-                and upstream.rate_limit is not None
-                and f"//{host}/" in exc.url
-            ):
-                # Docker Hub's pull limit: later runs will do better than retries now.
-                self._exhausted.add(host)
-                spent = PullBudgetExhausted(f"{host} refused the pull (429): {exc.message}")
-                log.warning("%s:%s deferred: %s", image.name, tag, spent, extra=fields)
-                return entry(state, "deferred", spent)
+            if self._upstream_refused(exc, upstream):
+                return self._deferred_by_429(work, exc, state, fields)
             return failed(exc, state)
         finally:
             self._pulls_reserved[host] -= PULLS_PER_COPY
@@ -393,13 +588,44 @@ class Engine:
             blobs_skipped=stats.blobs_skipped,
         )
 
+    @staticmethod
+    def _upstream_refused(exc: ImageSyncError, upstream: RegistryClient) -> bool:
+        """A 429 from the upstream registry or its token service (the error says whose client
+        sent the request; no URL is looked at)."""
+        return isinstance(exc, RegistryError) and exc.rate_limited and exc.registry == upstream.host
+
+    def _deferred_by_429(
+        self,
+        work: _Work,
+        exc: ImageSyncError,
+        state: TagState | None,
+        fields: dict[str, object],
+    ) -> TagReport:
+        """The upstream's rate limit refused us: later runs will do better than retries now.
+        Nothing half-written was tagged (the tag is pushed last)."""
+        host = work.image.upstream_ref.host
+        if self._client(host).rate_limit is not None:
+            # A registry with a pull allowance (Docker Hub): the allowance is spent for every
+            # repository, so no other copy from it starts in this run.
+            self._exhausted.add(host)
+        spent = PullBudgetExhausted(f"{host} refused the request (429): {exc.message}")
+        log.warning("%s:%s deferred: %s", work.image.name, work.tag, spent, extra=fields)
+        return TagReport(
+            tag=work.tag,
+            discovered=work.discovered,
+            state=state,
+            action="deferred",
+            upstream_digest=work.upstream_digest,
+            target_digest=work.target_digest,
+            error=_info(spent),
+        )
+
     async def _tag_referrers(
         self,
         work: _Work,
         report: TagReport,
         options: RunOptions,
         deadline: float | None,
-        hard: float | None,
     ) -> TagReport:
         """After the image: the referrers of its digest (and children), when the image is in
         place (or, in a dry run, would be). Their outcome joins the tag's entry: a referrer
@@ -438,18 +664,10 @@ class Engine:
         )
         host = upstream.host
         try:
-            timeout = None if hard is None else max(hard - time.monotonic(), 0.0)
-            counts = await asyncio.wait_for(self._referrers.sync(job), timeout)
-        except TimeoutError:
-            cut = DeadlineExceeded("referrers cut off at the run's hard deadline")
-            log.error("%s:%s failed: %s", image.name, work.tag, cut, extra=fields)
-            return outcome("failed", cut, report.referrers)
+            # Not bounded here: the run's hard stop cancels it (see `_stop`).
+            counts = await self._referrers.sync(job)
         except ImageSyncError as exc:
-            if exc.code in ("DEADLINE", "PULL_BUDGET") or (
-                isinstance(exc, RegistryError)
-                and exc.code == "TOOMANYREQUESTS"
-                and f"//{host}/" in exc.url
-            ):
+            if exc.code in ("DEADLINE", "PULL_BUDGET") or self._upstream_refused(exc, upstream):
                 if isinstance(exc, RegistryError):
                     if upstream.rate_limit is not None:
                         self._exhausted.add(host)
@@ -622,17 +840,40 @@ class Engine:
 
 
 async def _target_head(client: RegistryClient, repository: str, tag: str) -> ManifestInfo | None:
-    """The target's manifest, or None when it is not there. Quay answers a repository that does
-    not exist yet with 401 rather than 404; treat that as missing: the copy then needs push
-    rights anyway and fails with a clear error if they are lacking."""
+    """The target's manifest, or None when it is not there (see `_unauthorized_means_missing`)."""
     try:
         return await client.manifest_head(repository, tag)
     except AuthenticationError:
         raise
     except RegistryError as exc:
-        if exc.status == 401 or exc.not_found:
+        if exc.not_found:
             return None
+        if exc.status == 401:
+            if _unauthorized_means_missing(client):
+                return None
+            raise AuthenticationError(
+                f"{client.host} refused anonymous access to {repository} (no credentials "
+                "configured for it)",
+                status=401,
+                method=exc.method,
+                url=exc.url,
+                codes=exc.codes,
+                registry=client.host,
+            ) from None
         raise
+
+
+def _unauthorized_means_missing(client: RegistryClient) -> bool:
+    """Whether a 401 to a target manifest HEAD means "not there yet".
+
+    Quay answers 401, not 404, for a repository that does not exist yet, even with good
+    credentials. So: when the token service accepted our credentials (it issued a token for
+    them) and the HEAD still says 401, the tag is missing (the copy, with push rights, creates
+    the repository or fails with a clear error). Without credentials the same 401 means the
+    registry wants some: an authentication error, never "missing". Credentials the token
+    service itself refuses never get here (AuthenticationError from the token request).
+    """
+    return client.auth.credentials_accepted
 
 
 def _info(error: ImageSyncError) -> ErrorInfo:
@@ -678,10 +919,13 @@ def registries_for(
     credentials: CredentialProvider | None,
     *,
     insecure: Mapping[str, bool] | None = None,
+    timeouts: Timeouts | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> Registries:
     """Registry clients that follow the config: TLS per host, credentials from `credentials`.
     `insecure` (from `insecure_hosts`) overrides the config for the hosts it names: TLS
-    without certificate checks, or plain HTTP."""
+    without certificate checks, or plain HTTP. `timeouts` (default: the production values)
+    and `transport` are for tests and benches."""
     overrides = dict(insecure or {})
 
     def settings_for(host: str) -> HostSettings:
@@ -689,4 +933,4 @@ def registries_for(
             return HostSettings(secure=overrides[host], credentials=credentials, verify=False)
         return HostSettings(secure=config.tls_enabled(host), credentials=credentials)
 
-    return Registries(settings_for)
+    return Registries(settings_for, timeouts=timeouts, transport=transport)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
+    "TIMEOUT",
+    "UNREACHABLE",
     "AuthenticationError",
     "BlobMismatchError",
     "ConfigError",
@@ -123,8 +125,12 @@ class RegistryError(ImageSyncError):
         temporary: bool = False,
         retry_after: float | None = None,
         kind: str | None = None,
+        registry: str = "",
     ) -> None:
         self.status = status
+        #: The registry host whose client made the request (for a token service or a CDN, the
+        #: registry they serve): says whose 429 it was without looking at URLs.
+        self.registry = registry
         #: Our own code for what went wrong when the registry gave none (`TOKEN_INVALID`, ...).
         self.kind = kind
         self.method = method
@@ -154,10 +160,21 @@ class RegistryError(ImageSyncError):
         }.get(self.status, f"HTTP_{self.status}")
 
     @property
+    def rate_limited(self) -> bool:
+        """The registry (or its token service) refused because of a rate limit (429)."""
+        return self.status == 429 or "TOOMANYREQUESTS" in self.codes
+
+    @property
     def not_found(self) -> bool:
         return self.status == 404 or bool(
             {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"} & set(self.codes)
         )
+
+
+#: `RegistryError.kind` of a host that could not be connected to (refused, DNS, TLS handshake,
+#: connect timeout), and of a host whose metadata requests got no answer in time.
+UNREACHABLE = "UNREACHABLE"
+TIMEOUT = "TIMEOUT"
 
 
 class AuthenticationError(RegistryError):
@@ -197,7 +214,8 @@ class PullBudgetExhausted(ImageSyncError):
 
 
 class DeadlineExceeded(ImageSyncError):
-    """The run's time budget ran out before this work started."""
+    """The run's time budget ran out: before this work started (deferred), or while it ran
+    (cut off at the hard stop: failed)."""
 
     code = "DEADLINE"
     temporary = True

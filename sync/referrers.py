@@ -36,7 +36,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -174,26 +174,37 @@ class Referrers:
 
     async def _tag_list(self, client: RegistryClient, repository: str) -> list[str]:
         key = (client.host, repository)
-        return await _once(self._tag_lists, key, lambda: client.tag_list(repository))
+        return await _once(
+            self._tag_lists, key, lambda: client.tag_list(repository), self._copier.start
+        )
 
     async def _head(
         self, client: RegistryClient, repository: str, reference: str, *, write: bool = False
     ) -> ManifestInfo | None:
         key = (client.host, repository, reference, write)
         return await _once(
-            self._heads, key, lambda: _head_or_none(client, repository, reference, write)
+            self._heads,
+            key,
+            lambda: _head_or_none(client, repository, reference, write),
+            self._copier.start,
         )
 
     async def _target_manifest(self, job: ReferrerJob, reference: str) -> Manifest:
         key = (job.target.host, job.target_repo, reference)
         return await _once(
-            self._target_reads, key, lambda: job.target.manifest_get(job.target_repo, reference)
+            self._target_reads,
+            key,
+            lambda: job.target.manifest_get(job.target_repo, reference),
+            self._copier.start,
         )
 
     async def _listing(self, job: ReferrerJob, digest: str) -> list[dict[str, Any]] | None:
         key = (job.source.host, job.source_repo, digest)
         return await _once(
-            self._listings, key, lambda: job.source.referrers_list(job.source_repo, digest)
+            self._listings,
+            key,
+            lambda: job.source.referrers_list(job.source_repo, digest),
+            self._copier.start,
         )
 
     # -- one tag -------------------------------------------------------------------------------
@@ -398,8 +409,7 @@ class Referrers:
         if running is not None and not (running.done() and running.exception() is not None):
             await asyncio.shield(running)
             return False
-        task = asyncio.ensure_future(work())
-        task.add_done_callback(_retrieve)
+        task = self._copier.start(_run(work))
         self._copies[full] = task
         return await asyncio.shield(task)
 
@@ -443,7 +453,7 @@ class Referrers:
         async def probe() -> bool:
             return await self._listing(job, job.digest) is not None
 
-        return await _once(self._api, job.source.host, probe)
+        return await _once(self._api, job.source.host, probe, self._copier.start)
 
     async def _api_referrers(self, walk: _Walk, subject: str) -> list[str]:
         job = walk.job
@@ -599,10 +609,11 @@ def _stops_the_tag(error: ImageSyncError, job: ReferrerJob) -> bool:
     whole tag is deferred, not failed."""
     if error.temporary and error.code in {"DEADLINE", "PULL_BUDGET"}:
         return True
+    # The error says whose client sent the request (a token service's 429 included).
     return (
         isinstance(error, RegistryError)
-        and error.code == "TOOMANYREQUESTS"
-        and f"//{job.source.host}/" in error.url
+        and error.rate_limited
+        and error.registry == job.source.host
     )
 
 
@@ -620,17 +631,19 @@ async def _head_or_none(
 
 
 async def _once(
-    cache: dict[_K, asyncio.Future[_V]], key: _K, make: Callable[[], Awaitable[_V]]
+    cache: dict[_K, asyncio.Future[_V]],
+    key: _K,
+    make: Callable[[], Awaitable[_V]],
+    start: Callable[[Coroutine[Any, Any, _V]], asyncio.Future[_V]],
 ) -> _V:
-    """One request per key and run, shared by concurrent callers; a failure is not kept."""
+    """One request per key and run, shared by concurrent callers; a failure is not kept.
+    `start` runs it as a task the run's hard stop can cancel (the copier's)."""
     pending = cache.get(key)
     if pending is None or (pending.done() and pending.exception() is not None):
-        pending = asyncio.ensure_future(make())
-        pending.add_done_callback(_retrieve)
+        pending = start(_run(make))
         cache[key] = pending
     return await asyncio.shield(pending)
 
 
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
+async def _run(make: Callable[[], Awaitable[_V]]) -> _V:
+    return await make()

@@ -21,12 +21,16 @@ import httpcore
 import httpx
 
 from sync.auth import Authenticator, CredentialProvider, pull_scope, push_scope
-from sync.errors import AuthenticationError, ManifestError, RegistryError
+from sync.errors import TIMEOUT, AuthenticationError, ManifestError, RegistryError
 from sync.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, OCI_INDEX, Descriptor, Manifest, is_digest
 from sync.retry import (
+    HostHealth,
+    RateLimit,
     Reply,
     RetryPolicy,
+    Timeouts,
     answered_plain_http,
+    parse_rate_limit,
     parse_retry_after,
     send_with_retry,
 )
@@ -64,30 +68,6 @@ MAX_TAG_PAGES = 1000
 #: 32 that was a quarter of a cold run's CPU over a WAN, at 16 it is small, and 16 requests in
 #: flight per host keep eight copies busy.
 MAX_CONNECTIONS = 16
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    """Docker Hub's pull allowance as its `ratelimit-*` headers state it."""
-
-    limit: int
-    remaining: int
-
-
-def _header_number(value: str | None) -> int | None:
-    if not value:
-        return None
-    head = value.split(";", 1)[0].strip()
-    return int(head) if head.isdigit() else None
-
-
-def parse_rate_limit(headers: httpx.Headers) -> RateLimit | None:
-    """`ratelimit-limit: 100;w=21600`, `ratelimit-remaining: 76;w=21600`; none means no limit."""
-    limit = _header_number(headers.get("ratelimit-limit"))
-    remaining = _header_number(headers.get("ratelimit-remaining"))
-    if limit is None or remaining is None:
-        return None
-    return RateLimit(limit=limit, remaining=remaining)
 
 
 def resolve_location(request_url: httpx.URL, location: str, **params: str) -> httpx.URL:
@@ -168,12 +148,15 @@ class BlobStream:
                         yield pending[0] if len(pending) == 1 else b"".join(pending)
                         pending, pending_size = [], 0
             except httpx.TransportError as exc:
+                stalled = isinstance(exc, httpx.ReadTimeout)
                 raise RegistryError(
-                    f"reading the blob failed after {received} bytes: {type(exc).__name__}",
+                    f"the blob stalled after {received} bytes: no byte for the stall period"
+                    if stalled
+                    else f"reading the blob failed after {received} bytes: {type(exc).__name__}",
                     method="GET",
                     url=str(self._response.request.url),
                     temporary=True,
-                    kind="BLOB_READ_FAILED",
+                    kind=TIMEOUT if stalled else "BLOB_READ_FAILED",
                 ) from None
             if pending:
                 yield b"".join(pending)
@@ -211,17 +194,21 @@ class RegistryClient:
         settings: HostSettings | None = None,
         policy: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 60.0,
+        timeouts: Timeouts | None = None,
+        health: HostHealth | None = None,
     ) -> None:
         settings = settings or HostSettings()
         self.host = host
         self.scheme = "https" if settings.secure else "http"
         self.policy = policy or RetryPolicy()
+        self.timeouts = timeouts or Timeouts()
+        #: The run's record of hosts that are down (shared by all clients of a run).
+        self.health = health if health is not None else HostHealth()
         self._http = httpx.AsyncClient(
             transport=transport,
             # Unverified only for the hosts a user named with `--insecure`.
             verify=_tls_context() if settings.verify else False,
-            timeout=httpx.Timeout(timeout, connect=15.0),
+            timeout=self.timeouts.for_metadata(),
             limits=httpx.Limits(
                 max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
             ),
@@ -233,6 +220,7 @@ class RegistryClient:
             secure=settings.secure,
             credentials=settings.credentials,
             policy=self.policy,
+            health=self.health,
         )
         # httpx drops a default port from URLs: compare hosts in the form it uses.
         self._netloc = httpx.URL(self.api_url("")).netloc
@@ -260,10 +248,45 @@ class RegistryClient:
         follow_redirects: bool = False,
         missing: Iterable[int] = (),
         reauthenticate: bool = True,
+        request_timeout: httpx.Timeout | None = None,
     ) -> Reply | None:
         """Send with authorization and retries; return the reply for an `ok` status, None for
         a `missing` one, raise RegistryError otherwise. A 401 carrying a challenge is answered
-        once with a fresh header (only when the body can be sent again)."""
+        once with a fresh header (only when the body can be sent again). Every error raised
+        names this registry (`RegistryError.registry`), its token service's included."""
+        try:
+            return await self._exchange(
+                method,
+                url,
+                scopes=scopes,
+                ok=ok,
+                headers=headers,
+                content=content,
+                stream=stream,
+                follow_redirects=follow_redirects,
+                missing=missing,
+                reauthenticate=reauthenticate,
+                request_timeout=request_timeout,
+            )
+        except RegistryError as exc:
+            exc.registry = exc.registry or self.host
+            raise
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        *,
+        scopes: Iterable[str],
+        ok: Iterable[int],
+        headers: dict[str, str] | None,
+        content: bytes | AsyncIterable[bytes] | None,
+        stream: bool,
+        follow_redirects: bool,
+        missing: Iterable[int],
+        reauthenticate: bool,
+        request_timeout: httpx.Timeout | None,
+    ) -> Reply | None:
         scopes = tuple(scopes)
         ok, missing = frozenset(ok), frozenset(missing)
         target = httpx.URL(str(url))
@@ -286,9 +309,10 @@ class RegistryClient:
                 content=content,
                 stream=stream,
                 follow_redirects=follow_redirects,
+                health=self.health,
+                request_timeout=request_timeout,
             )
-            if "ratelimit-remaining" in reply.headers:
-                self.rate_limit = parse_rate_limit(reply.headers) or self.rate_limit
+            self.rate_limit = reply.rate_limit or self.rate_limit
             status = reply.status
             if (
                 status == 401
@@ -340,6 +364,18 @@ class RegistryClient:
             temporary=self.policy.retryable_status(status) or "TOOMANYREQUESTS" in codes,
             retry_after=retry_after,
         )
+
+    def hosts(self) -> list[str]:
+        """This registry's host and its token service's, as `host:port` (as in URLs)."""
+        return [self._netloc.decode("ascii"), *self.auth.service_hosts()]
+
+    def check_up(self) -> None:
+        """Raise the cause when this registry, or its token service, is down for the run."""
+        for host in self.hosts():
+            error = self.health.cause(host)
+            if error is not None:
+                error.registry = self.host
+                raise error
 
     # -- ping ---------------------------------------------------------------------------------
 
@@ -517,6 +553,7 @@ class RegistryClient:
             ok=[200],
             stream=True,
             follow_redirects=True,
+            request_timeout=self.timeouts.for_blob(),
         )
         assert reply is not None
         try:
@@ -587,6 +624,7 @@ class RegistryClient:
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
             content=body,
             ok=[201, 204],
+            request_timeout=self.timeouts.for_blob(),
         )
 
     async def blob_upload_cancel(self, session: UploadSession) -> None:
@@ -693,11 +731,15 @@ class Registries:
         *,
         policy: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self._settings_for = settings_for
         self._policy = policy or RetryPolicy()
         self._transport = transport
+        self._timeouts = timeouts or Timeouts()
         self._clients: dict[str, RegistryClient] = {}
+        #: Hosts found down in this run, shared by every client (one run, one record).
+        self.health = HostHealth()
 
     def client(self, host: str) -> RegistryClient:
         if host not in self._clients:
@@ -706,6 +748,8 @@ class Registries:
                 settings=self._settings_for(host),
                 policy=self._policy,
                 transport=self._transport,
+                timeouts=self._timeouts,
+                health=self.health,
             )
         return self._clients[host]
 

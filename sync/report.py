@@ -149,6 +149,9 @@ class Report(BaseModel):
     duration_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
     summary: Summary
     images: Annotated[tuple[ImageReport, ...], Field(strict=False)] = ()
+    #: Whether running again may fix a failure: the status is `failed` and at least one failure
+    #: is temporary (unreachable, timeout, 5xx, deadline). The HTTP answer is 500 only then.
+    retryable: bool = False
     rate_limit: RateLimit | None = None
 
     @field_validator("started_at")
@@ -220,11 +223,12 @@ def overall_status(images: Iterable[ImageReport], command: Command = "sync") -> 
     """The top-level status by DESIGN.md's rules.
 
     sync: `failed` when any tag's action is `failed` or `upstream_missing`; else `partial` when
-    any is `deferred`; else `ok`. status (the command): `ok` when every tag's state and action
-    are `up_to_date` (a tag whose referrers would be copied is not), else `failed` (a tag never
-    compared has state None, so it fails too).
+    any is `deferred` or any image has a `discovery_error`; else `ok`. status (the command):
+    `ok` when every tag's state and action are `up_to_date` (a tag whose referrers would be
+    copied is not), else `failed` (a tag never compared has state None, so it fails too).
     With no tags at all, both are `ok`.
     """
+    images = list(images)
     entries = [tag for image in images for tag in image.tags]
     if command == "status":
         settled = all(tag.state == tag.action == "up_to_date" for tag in entries)
@@ -232,7 +236,7 @@ def overall_status(images: Iterable[ImageReport], command: Command = "sync") -> 
     actions = {tag.action for tag in entries}
     if actions & {"failed", "upstream_missing"}:
         return "failed"
-    if "deferred" in actions:
+    if "deferred" in actions or any(image.discovery_error for image in images):
         return "partial"
     return "ok"
 
@@ -261,18 +265,23 @@ def build_report(
     duration_s: float,
     rate_limit: RateLimit | None,
     command: Command = "sync",
+    temporary_failure: bool = False,
 ) -> Report:
     """The report of a run: summary and status computed from `images` by the rules above.
+    `temporary_failure` says whether some failure of the run is temporary: the report is
+    `retryable` when it is and the status is `failed`.
 
     `started_at` must be timezone-aware; it is written in UTC, truncated to the second.
     `duration_s` is rounded to milliseconds.
     """
+    status = overall_status(images, command)
     return Report(
-        status=overall_status(images, command),
+        status=status,
         dry_run=dry_run,
         started_at=_iso8601_utc(started_at),
         duration_s=round(float(duration_s), 3),
         summary=summarize(images),
         images=tuple(images),
+        retryable=status == "failed" and temporary_failure and command == "sync",
         rate_limit=rate_limit,
     )

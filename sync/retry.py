@@ -1,10 +1,28 @@
-"""The one retry policy: which failures are worth another try, and how long to wait."""
+"""The one retry policy: which failures are worth another try, how long to wait, how long a
+request may take, and when a host is given up on for the rest of the run.
+
+Timeouts (`Timeouts`, the defaults are the production values):
+
+| what | default | meaning |
+|---|---|---|
+| `connect` | 5 s | TCP connect plus TLS handshake to any host |
+| `metadata` | 10 s | waiting for an answer to a ping, token, manifest, tag list or blob HEAD |
+| `stall` | 30 s | a blob download or upload during which no byte moved (whatever its size) |
+
+A request that gets no answer (refused, name not resolved, TLS handshake failed, connect
+timeout, or a metadata request timing out) is tried `RetryPolicy.unanswered_attempts` times in
+all (one retry cycle); then its host is marked down in the run's `HostHealth`, and every later
+request to that host fails at once with the same cause (`UNREACHABLE` or `TIMEOUT`) without
+being sent. The bound on a whole run is its deadline (the engine cancels what is in flight at
+the hard stop), not the number of retries.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import ssl
+import time
 from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,13 +30,17 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from sync.errors import RegistryError
+from sync.errors import TIMEOUT, UNREACHABLE, RegistryError
 
 __all__ = [
     "RETRYABLE_STATUS",
+    "HostHealth",
+    "RateLimit",
     "Reply",
     "RetryPolicy",
+    "Timeouts",
     "answered_plain_http",
+    "parse_rate_limit",
     "parse_retry_after",
     "send_with_retry",
     "tls_failure",
@@ -56,6 +78,9 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 8.0
     max_retry_after: float = 30.0
+    #: Tries of a request that gets no answer at all (connect failure, timeout) before its
+    #: host is marked down for the run: one retry cycle, much shorter than `attempts`.
+    unanswered_attempts: int = 2
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float | None:
         """Seconds to wait before try number `attempt + 1` (attempt counts from 1), or None
@@ -72,6 +97,122 @@ class RetryPolicy:
     @staticmethod
     def retryable_status(status: int) -> bool:
         return status in RETRYABLE_STATUS
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long requests may take (seconds; see the module's table)."""
+
+    connect: float = 5.0
+    metadata: float = 10.0
+    stall: float = 30.0
+
+    def for_metadata(self) -> httpx.Timeout:
+        """Pings, tokens, manifests, tag lists, HEADs: small answers that come in seconds.
+        (Waiting for a pooled connection is not bounded here: the run's deadline bounds it.)"""
+        return httpx.Timeout(self.metadata, connect=self.connect, pool=None)
+
+    def for_blob(self) -> httpx.Timeout:
+        """Blob streams: httpx's read and write timeouts apply to each read or write, so a
+        transfer fails when no byte moved for `stall` seconds, however long it is."""
+        return httpx.Timeout(self.stall, connect=self.connect, pool=None)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Docker Hub's pull allowance as its `ratelimit-*` headers state it."""
+
+    limit: int
+    remaining: int
+
+
+def _header_number(value: str | None) -> int | None:
+    if not value:
+        return None
+    head = value.split(";", 1)[0].strip()
+    return int(head) if head.isdigit() else None
+
+
+def parse_rate_limit(headers: httpx.Headers) -> RateLimit | None:
+    """`ratelimit-limit: 100;w=21600`, `ratelimit-remaining: 76;w=21600`; none means no limit."""
+    limit = _header_number(headers.get("ratelimit-limit"))
+    remaining = _header_number(headers.get("ratelimit-remaining"))
+    if limit is None or remaining is None:
+        return None
+    return RateLimit(limit=limit, remaining=remaining)
+
+
+@dataclass(frozen=True, slots=True)
+class _Down:
+    kind: str
+    cause: str
+
+
+class HostHealth:
+    """Per run, per host (`host:port` as in URLs): the hosts found down, and why.
+
+    Shared by every client of a run, token services and CDNs included: a host is marked down
+    once a request to it went unanswered for a whole retry cycle; from then on `check` raises
+    at once, with the same code, instead of letting another request go out.
+    """
+
+    def __init__(self) -> None:
+        self._down: dict[str, _Down] = {}
+        #: Requests refused here because their host was down (never sent), per host.
+        self.refused: dict[str, int] = {}
+        #: When each host was marked down (`time.monotonic()`).
+        self.marked_at: dict[str, float] = {}
+        #: Requests sent and not answered yet, per host: when each was sent.
+        self._waiting: dict[str, dict[int, float]] = {}
+        self._ids = 0
+
+    def down(self, host: str) -> bool:
+        return host in self._down
+
+    @property
+    def hosts_down(self) -> dict[str, str]:
+        """Each host marked down, with its code."""
+        return {host: down.kind for host, down in self._down.items()}
+
+    def sending(self, host: str) -> int:
+        """A request to `host` goes out now; `answered(host, ticket)` when its answer came."""
+        self._ids += 1
+        self._waiting.setdefault(host, {})[self._ids] = time.monotonic()
+        return self._ids
+
+    def answered(self, host: str, ticket: int) -> None:
+        self._waiting.get(host, {}).pop(ticket, None)
+
+    def silent_for(self, host: str) -> float:
+        """How long the oldest request to `host` still without an answer has waited (0: none
+        is waiting)."""
+        waiting = self._waiting.get(host)
+        return time.monotonic() - min(waiting.values()) if waiting else 0.0
+
+    def mark_down(self, host: str, kind: str, cause: str) -> None:
+        if host not in self._down:
+            self._down[host] = _Down(kind, cause)
+            self.marked_at[host] = time.monotonic()
+
+    def cause(self, host: str, method: str = "", url: str = "") -> RegistryError | None:
+        """The error of a request to `host` while it is down, or None when it is not."""
+        down = self._down.get(host)
+        if down is None:
+            return None
+        return RegistryError(
+            f"{host} is down for this run (not asked again): {down.cause}",
+            method=method,
+            url=url,
+            kind=down.kind,
+            temporary=down.kind in {UNREACHABLE, TIMEOUT},
+        )
+
+    def check(self, host: str, method: str, url: str) -> None:
+        """Before sending a request: raise the host's cause when it is down (and count it)."""
+        error = self.cause(host, method, url)
+        if error is not None:
+            self.refused[host] = self.refused.get(host, 0) + 1
+            raise error
 
 
 # --- Applying the policy to HTTP ------------------------------------------------------------
@@ -150,6 +291,11 @@ class Reply:
     def headers(self) -> httpx.Headers:
         return self.response.headers
 
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The pull allowance this response announced (Docker Hub), or None."""
+        return parse_rate_limit(self.response.headers)
+
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:
     def too_large(size: str) -> RegistryError:
@@ -174,6 +320,28 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _unanswered(exc: httpx.TransportError, metadata: bool) -> str | None:
+    """The code of a failure that means the host did not answer at all (UNREACHABLE, TIMEOUT),
+    or None for one that a retry of this request may simply not meet again (a reset, a
+    truncated body, a slow blob stream, a full connection pool)."""
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        # Refused, name not resolved, TLS handshake failed, no SYN-ACK in time.
+        return UNREACHABLE
+    if isinstance(exc, httpx.ReadTimeout) and metadata:
+        return TIMEOUT
+    return None
+
+
+def _describe(exc: httpx.TransportError) -> str:
+    text = str(exc)
+    if not text and isinstance(exc, httpx.TimeoutException):
+        limits = exc.request.extensions.get("timeout", {}) if exc.request is not None else {}
+        phase = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
+        seconds = limits.get(phase)
+        text = f"nothing within {seconds:g}s" if isinstance(seconds, int | float) else ""
+    return f"{type(exc).__name__}: {text or 'no detail'}"
+
+
 async def send_with_retry(
     http: httpx.AsyncClient,
     method: str,
@@ -184,6 +352,8 @@ async def send_with_retry(
     content: bytes | AsyncIterable[bytes] | None = None,
     stream: bool = False,
     follow_redirects: bool = False,
+    health: HostHealth | None = None,
+    request_timeout: httpx.Timeout | None = None,
 ) -> Reply:
     """Send one request under the retry policy.
 
@@ -192,15 +362,34 @@ async def send_with_retry(
     try, so its caller restarts the whole transfer instead. With `stream`, a successful
     response's body is left open for the caller (who must close it); every other body is read,
     up to MAX_BUFFERED_BODY.
+
+    With `health`, a request to a host marked down fails at once, and a host that leaves this
+    request unanswered for `policy.unanswered_attempts` tries is marked down.
+    `request_timeout` (else the client's) decides what "unanswered" means; only requests
+    without a streamed body or response (metadata) mark a host down by timing out.
     """
     replayable = content is None or isinstance(content, bytes)
+    metadata = not stream and replayable
+    target = httpx.URL(str(url))
     attempt = 0
+    unanswered = 0
     while True:
+        if health is not None:
+            health.check(target.netloc.decode("ascii"), method, str(target))
         attempt += 1
         response: httpx.Response | None = None
         try:
-            request = http.build_request(method, url, headers=headers, content=content)
-            response = await http.send(request, stream=True, follow_redirects=follow_redirects)
+            extensions = {} if request_timeout is None else {"timeout": request_timeout.as_dict()}
+            request = http.build_request(
+                method, target, headers=headers, content=content, extensions=extensions
+            )
+            host = target.netloc.decode("ascii")
+            ticket = health.sending(host) if health is not None else 0
+            try:
+                response = await http.send(request, stream=True, follow_redirects=follow_redirects)
+            finally:
+                if health is not None:
+                    health.answered(host, ticket)
             body = b""
             if method == "HEAD":
                 # No body, whatever Content-Length says (for a blob, its size): nothing to read
@@ -215,29 +404,51 @@ async def send_with_retry(
         except _TRANSIENT_TRANSPORT as exc:
             if response is not None:
                 await response.aclose()
+            # The host that did not answer: after a redirect, not necessarily the first one.
+            failed_url = exc.request.url if exc.request is not None else target
             tls = tls_failure(exc)
             if tls is not None:
+                # A failed handshake (a certificate not trusted, a plain-HTTP port) is a
+                # setting, not luck: said at once, and the host is down for the run.
+                if health is not None:
+                    health.mark_down(failed_url.netloc.decode("ascii"), "TLS_ERROR", tls)
                 raise RegistryError(tls, method=method, url=str(url), kind="TLS_ERROR") from None
-            error = RegistryError(
-                f"{type(exc).__name__}: {exc or 'connection failed'}",
-                method=method,
-                url=str(url),
-                temporary=True,
-            )
-            wait = policy.delay(attempt) if replayable else None
+            kind = _unanswered(exc, metadata)
+            if kind is None:
+                error = RegistryError(
+                    _describe(exc), method=method, url=str(failed_url), temporary=True
+                )
+                wait = policy.delay(attempt) if replayable else None
+            else:
+                unanswered += 1
+                host = failed_url.netloc.decode("ascii")
+                cause = f"no answer ({_describe(exc)})"
+                down = "; marked down for this run" if health is not None else ""
+                error = RegistryError(
+                    f"{host}: {cause} after {unanswered} tries{down}",
+                    method=method,
+                    url=str(failed_url),
+                    temporary=True,
+                    kind=kind,
+                )
+                wait = None
+                if unanswered < policy.unanswered_attempts and replayable:
+                    wait = policy.delay(attempt)
+                if wait is None and health is not None:
+                    health.mark_down(host, kind, cause)
             if wait is None:
                 raise error from None
             await asyncio.sleep(wait)
             continue
         except httpx.TransportError as exc:
-            raise RegistryError(
-                f"{type(exc).__name__}: {exc}", method=method, url=str(url)
-            ) from None
-        spent = response.headers.get("ratelimit-remaining", "").split(";", 1)[0].strip() == "0"
-        if replayable and policy.retryable_status(response.status_code) and not spent:
-            # (Docker Hub's pull allowance at 0 comes back in hours: report, don't wait.)
+            raise RegistryError(_describe(exc), method=method, url=str(target)) from None
+        if replayable and policy.retryable_status(response.status_code):
+            remaining = _header_number(response.headers.get("ratelimit-remaining"))
+            # A 429 with the pull allowance at 0 (Docker Hub) comes back in hours: report it,
+            # don't wait. Any other retryable status (5xx) is retried whatever the allowance.
+            spent = response.status_code == 429 and remaining == 0
             retry_after = parse_retry_after(response.headers.get("retry-after"))
-            wait = policy.delay(attempt, retry_after)
+            wait = None if spent else policy.delay(attempt, retry_after)
             if wait is not None:
                 await response.aclose()
                 await asyncio.sleep(wait)

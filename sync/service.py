@@ -4,8 +4,9 @@ main.py hands over plain values (method, Content-Type, at most `MAX_BODY_BYTES +
 the query pairs, two logging headers) as an `Incoming` and sends back the `Answer`'s status,
 headers and JSON body. Everything else is here, at the same layer as the CLI: validating the
 fields strictly, loading the config, running the engine within the time budget, mapping the
-outcome to a status (200 for an `ok` or `partial` report, 500 for `failed`, so Cloud Scheduler
-retries), and JSON log lines for Cloud Logging. Never imports Flask or the functions framework.
+outcome to a status (500 for a `failed` report that is `retryable`, so Cloud Scheduler
+retries; 200 otherwise), and JSON log lines for Cloud Logging. Never imports Flask or the
+functions framework.
 
 Log lines (`JsonFormatter`) go to stdout, one JSON object each: `severity`, `message`, `time`,
 `logger`, the run's context (`run_id`, `trigger`, `scheduler_job` from `X-CloudScheduler-JobName`,
@@ -53,7 +54,6 @@ __all__ = [
     "DEADLINE_ENV",
     "DEFAULT_DEADLINE_SECONDS",
     "FIELDS",
-    "HARD_STOP_GRACE_SECONDS",
     "LOG_LEVEL_ENV",
     "MAX_BODY_BYTES",
     "SUMMARY_EVENT",
@@ -74,6 +74,7 @@ __all__ = [
     "parse_body",
     "parse_query",
     "parse_request",
+    "platform_timeout_needed",
     "run_once",
     "trigger_of",
 ]
@@ -81,11 +82,11 @@ __all__ = [
 DEADLINE_ENV = "SYNC_DEADLINE_SECONDS"
 #: 25 minutes: Cloud Scheduler waits 30 at most; in-flight copies get the rest.
 DEFAULT_DEADLINE_SECONDS = 1500.0
-#: How long after the budget a run still in progress is stopped (its copies cancelled), so the
-#: function answers before Cloud Scheduler's 30-minute attempt deadline.
-HARD_STOP_GRACE_SECONDS = 240.0
-#: Past the engine's own hard stop, how long before the run is abandoned as a last resort.
-LAST_RESORT_SECONDS = 60.0
+#: Past the engine's own hard stop (`hard_stop_after`), how long cancelling the work in flight
+#: may take before the run is abandoned as a last resort.
+LAST_RESORT_SECONDS = 30.0
+#: What is left between the last resort and the platform's timeout, for answering.
+ANSWER_MARGIN_SECONDS = 60.0
 LOG_LEVEL_ENV = "LOG_LEVEL"
 MAX_BODY_BYTES = 64 * 1024
 ALLOWED_METHODS = ("GET", "POST")
@@ -144,7 +145,7 @@ class BadRequest(Exception):
 
 
 class RunTimeout(Exception):
-    """The run was still going `HARD_STOP_GRACE_SECONDS` after its budget and was stopped."""
+    """The run was still going `LAST_RESORT_SECONDS` after its hard stop and was abandoned."""
 
 
 def error_answer(
@@ -203,7 +204,7 @@ class SyncRequest:
                     f"tags: {_names(stray)} not a configured tag of the selected images, and "
                     "tag discovery is off for them"
                 )
-        from sync.engine import RunOptions  # noqa: PLC0415
+        from sync.engine import RunOptions, hard_stop_after  # noqa: PLC0415
 
         return RunOptions(
             images=self.images,
@@ -211,7 +212,7 @@ class SyncRequest:
             dry_run=self.dry_run,
             discover=self.discover,
             deadline=deadline,
-            hard_deadline=deadline + HARD_STOP_GRACE_SECONDS,
+            hard_deadline=hard_stop_after(deadline),
         )
 
 
@@ -399,6 +400,18 @@ def deadline_seconds(env: Mapping[str, str]) -> float:
     return value
 
 
+def platform_timeout_needed(deadline: float) -> float:
+    """The budget arithmetic: for `SYNC_DEADLINE_SECONDS` = `deadline`, the platform timeout
+    (the function's `timeout_seconds`, Cloud Scheduler's `attempt_deadline`) the function
+    needs to answer in time. Nothing new starts after `deadline`; everything in flight is
+    cancelled at `hard_stop_after(deadline)`; should that ever not end the run, it is abandoned
+    `LAST_RESORT_SECONDS` later; `ANSWER_MARGIN_SECONDS` remain for the answer. With the
+    defaults: 1500 + 180 + 30 + 60 = 1770 <= 1800."""
+    from sync.engine import hard_stop_after  # noqa: PLC0415
+
+    return hard_stop_after(deadline) + LAST_RESORT_SECONDS + ANSWER_MARGIN_SECONDS
+
+
 async def run_once(
     config: Config,
     options: RunOptions,
@@ -446,9 +459,10 @@ class _Outcome:
 
 
 def handle(incoming: Incoming, env: Mapping[str, str] | None = None) -> Answer:
-    """Answers one request: 405, 400/413, 500 CONFIG_INVALID, or a run's report (200 for
-    `ok`/`partial`, 500 for `failed`). Never raises; an unexpected exception is logged at ERROR
-    and answered 500 INTERNAL without its text. Writes one summary line however it ends."""
+    """Answers one request: 405, 400/413, 500 CONFIG_INVALID, or a run's report (500 for a
+    `failed` one that is `retryable`, else 200). Never raises; an unexpected exception is
+    logged at ERROR and answered 500 INTERNAL without its text. Writes one summary line however
+    it ends."""
     env = os.environ if env is None else env
     run_id = uuid.uuid4().hex[:12]
     trigger = trigger_of(incoming.scheduler_job, incoming.task_queue)
@@ -597,7 +611,7 @@ def _handle(incoming: Incoming, env: Mapping[str, str], outcome: _Outcome) -> An
                 config,
                 options,
                 env=env,
-                hard_timeout=deadline + HARD_STOP_GRACE_SECONDS + LAST_RESORT_SECONDS,
+                hard_timeout=(options.hard_deadline or deadline) + LAST_RESORT_SECONDS,
             )
         )
     except RunTimeout as exc:
@@ -607,7 +621,9 @@ def _handle(incoming: Incoming, env: Mapping[str, str], outcome: _Outcome) -> An
         log.error("run failed: %s", exc, extra={"event": "run_failed", "code": exc.code})
         return error_answer(500, exc.code, exc.message)
     outcome.report = report
-    status = 500 if report.status == "failed" else 200
+    # 500 only when a retry can help: Cloud Scheduler and task queues retry any non-2xx, and a
+    # run whose failures are all permanent would fail again the same way.
+    status = 500 if report.status == "failed" and report.retryable else 200
     return Answer(status, report.to_json(), dict(_JSON_HEADERS))
 
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 import sync.auth
-from sync.auth import Credentials, parse_challenge, pull_scope, push_scope
+from sync.auth import Credentials, parse_challenge, parse_challenges, pull_scope, push_scope
 from sync.errors import RegistryError
 from sync.registry import HostSettings, RegistryClient
 from sync.retry import RetryPolicy
@@ -121,6 +121,29 @@ def seeded(fake: FakeRegistry, *repos: str) -> FakeRegistry:
             {"realm": "https://a.test/t", "error": 'say "hi", please'},
             id="escaped quotes",
         ),
+        pytest.param(
+            'Basic realm="Registry", Bearer realm="https://auth.test/token",service="reg",'
+            'scope="repository:a:pull,push"',
+            "bearer",
+            {
+                "realm": "https://auth.test/token",
+                "service": "reg",
+                "scope": "repository:a:pull,push",
+            },
+            id="two headers joined by httpx: the Bearer one is answered, with its own realm",
+        ),
+        pytest.param(
+            'Bearer realm="https://auth.test/token",service="reg", Basic realm="Registry"',
+            "bearer",
+            {"realm": "https://auth.test/token", "service": "reg"},
+            id="Basic after Bearer does not take the Bearer parameters",
+        ),
+        pytest.param(
+            'Negotiate, Basic realm="a, b"',
+            "basic",
+            {"realm": "a, b"},
+            id="an unknown scheme without params, then Basic",
+        ),
     ],
 )
 def test_parse_challenge(header: str, scheme: str, params: dict[str, str]) -> None:
@@ -132,6 +155,28 @@ def test_parse_challenge(header: str, scheme: str, params: dict[str, str]) -> No
 @pytest.mark.parametrize("header", [None, ""])
 def test_parse_challenge_of_nothing_is_none(header: str | None) -> None:
     assert parse_challenge(header) is None
+
+
+def test_parse_challenges_keeps_each_challenge_with_its_own_parameters() -> None:
+    header = 'Basic realm="basic-realm", Bearer realm="https://t.test/",service="s"'
+    got = [(c.scheme, c.params) for c in parse_challenges(header)]
+    assert got == [
+        ("basic", {"realm": "basic-realm"}),
+        ("bearer", {"realm": "https://t.test/", "service": "s"}),
+    ]
+
+
+def test_two_www_authenticate_headers_on_a_response_parse_as_bearer() -> None:
+    response = httpx.Response(
+        401,
+        headers=[
+            ("WWW-Authenticate", 'Basic realm="Registry"'),
+            ("WWW-Authenticate", 'Bearer realm="https://auth.test/token",service="reg"'),
+        ],
+    )
+    challenge = parse_challenge(response.headers.get("www-authenticate"))
+    assert challenge is not None and challenge.scheme == "bearer", challenge
+    assert challenge.realm == "https://auth.test/token" and challenge.service == "reg"
 
 
 def test_challenge_scopes_split_on_spaces_not_commas() -> None:

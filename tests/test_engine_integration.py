@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -323,6 +324,48 @@ def test_status_with_a_wrong_target_password_reports_the_refusal_not_a_missing_t
             f"{entry.state}/{entry.action} for a tag it holds (error: {entry.error})"
         )
         assert entry.error is not None and report.status == "failed", report.to_json()
+
+
+def test_status_without_target_credentials_is_an_authentication_error_not_missing(
+    hub_registry: RegistryServer, quay_registry: RegistryServer, tmp_path: Path
+) -> None:
+    scenario = Scenario(hub_registry, quay_registry, tmp_path)
+    upstream_images = {"1.0": images.oci_manifest(1)}
+    scenario.add_image(NAME, list(upstream_images))
+    seed(scenario.upstream, UPSTREAM_REPO, upstream_images)
+    # No credentials for the token registry: its 401 must not read as "not there yet".
+    scenario.env_overrides[scenario.password_var(quay_registry)] = None
+    scenario.env_overrides[scenario.password_var(quay_registry).replace("PASSWORD", "USER")] = None
+    config = scenario.config_dict()
+    registries = config["registries"]
+    assert isinstance(registries, dict)
+    registries[quay_registry.host] = {"tls": "disabled"}
+    path = tmp_path / "no-target-credentials.json"
+    path.write_text(json.dumps(config))
+
+    result = scenario.cli("--json", "status", config=path)
+
+    assert result.returncode == 1, result.describe()
+    (entry,) = result.json()["images"][0]["tags"]
+    assert entry["state"] is None and entry["action"] == "failed", entry
+    assert entry["error"]["code"] == "UNAUTHORIZED", entry
+    assert "no credentials" in entry["error"]["message"], entry
+
+
+def test_status_with_accepted_credentials_and_no_target_repository_says_missing(
+    hub_registry: RegistryServer, quay_registry: RegistryServer, tmp_path: Path
+) -> None:
+    # Quay answers 401 for a repository that does not exist yet, even with good credentials.
+    scenario = Scenario(hub_registry, quay_registry, tmp_path)
+    upstream_images = {"1.0": images.oci_manifest(1)}
+    scenario.add_image(NAME, list(upstream_images))
+    seed(scenario.upstream, UPSTREAM_REPO, upstream_images)
+
+    report = scenario.run(RunOptions(compare_only=True))
+
+    (entry,) = report.all_tags()
+    assert (entry.state, entry.action) == ("missing", "would_copy"), report.to_json(indent=2)
+    assert report.exit_code("status") == 4
 
 
 # -- discovery ------------------------------------------------------------------------------------

@@ -81,16 +81,94 @@ def test_a_429_with_a_spent_allowance_mid_copy_defers_the_tag_and_the_rest_witho
     assert writes == [], f"nothing may be written for deferred tags: {target.log}"
 
 
-def test_a_429_from_an_upstream_without_pull_limits_fails_the_tag() -> None:
+def test_a_429_from_an_upstream_without_pull_limits_defers_the_tag() -> None:
     source, target = _seeded()
     source.ratelimit = None
-    source.fail("GET", r"/manifests/", *[httpx.Response(429, text="slow down")] * 4)
+    slow_down = httpx.Response(429, headers={"retry-after": "3600"}, text="slow down")
+    source.fail("GET", r"/manifests/", slow_down, slow_down)
 
     report = _sync(source, target, RunOptions(concurrency=1))
 
-    actions = sorted((t.tag, t.action) for t in report.images[0].tags)
-    assert ("1.0", "failed") in actions or ("2.0", "failed") in actions, report.to_json()
-    assert report.status == "failed", report.to_json(indent=2)
+    actions = {t.tag: t.action for t in report.images[0].tags}
+    assert set(actions.values()) == {"deferred"}, report.to_json(indent=2)
+    assert report.status == "partial" and not report.retryable, report.to_json(indent=2)
+    writes = [r for r in target.requests if r.method in {"PUT", "POST", "PATCH"}]
+    assert not any("/manifests/" in r.path for r in writes), "a stopped copy tagged something"
+
+
+def test_a_429_from_the_upstreams_token_service_defers_like_a_registry_429() -> None:
+    source = FakeRegistry("hub.test", auth="bearer")
+    target = FakeRegistry("quay.test")
+    source.add_image("istio/app", build_image([b"layer one"]), tag="1.0")
+    source.add_image("istio/app", build_image([b"layer two"]), tag="2.0")
+
+    def token_429(request: httpx.Request) -> httpx.Response | None:
+        if request.url.host == source.auth_host:
+            return httpx.Response(429, headers={"retry-after": "3600"}, text="rate limited")
+        return None
+
+    source.hooks.append(token_429)
+
+    report = _sync(source, target, RunOptions(concurrency=1))
+
+    tags = report.images[0].tags
+    assert {t.action for t in tags} == {"deferred"}, report.to_json(indent=2)
+    assert {t.error.code for t in tags if t.error} == {"PULL_BUDGET"}, report.to_json(indent=2)
+    assert report.status == "partial", report.to_json(indent=2)
+
+
+def test_a_429_from_the_target_fails_the_tag_and_is_retryable() -> None:
+    source, target = _seeded()
+    target.fail("HEAD", r"/manifests/", *[httpx.Response(429, headers={"retry-after": "3600"})] * 2)
+
+    report = _sync(source, target, RunOptions(concurrency=1))
+
+    failed = [t for t in report.images[0].tags if t.action == "failed"]
+    assert failed and all(t.error and t.error.code == "TOOMANYREQUESTS" for t in failed), (
+        report.to_json(indent=2)
+    )
+    assert report.status == "failed" and report.retryable, report.to_json(indent=2)
+
+
+def test_a_5xx_is_retried_even_when_the_pull_allowance_reads_zero() -> None:
+    source, target = _seeded()
+    source.ratelimit = (100, 50)
+    source.fail("HEAD", r"/manifests/1.0$", httpx.Response(503, headers=SPENT))
+
+    report = _sync(source, target, RunOptions(concurrency=1, pull_floor=0))
+
+    tags = {t.tag: t for t in report.images[0].tags}
+    assert tags["1.0"].action == "copied", report.to_json(indent=2)
+    heads = source.matching("HEAD", r"/manifests/1.0$")
+    assert len(heads) == 2, source.log
+
+
+def test_permanent_failures_only_are_not_retryable() -> None:
+    source, target = _seeded()
+    config_tags = ["1.0", "3.0"]  # 3.0 does not exist upstream
+    config = parse_config(
+        {
+            "images": [
+                {
+                    "name": "app",
+                    "upstream": f"{source.host}/istio/app",
+                    "target": f"{target.host}/sail-dev/app",
+                    "tags": config_tags,
+                }
+            ]
+        }
+    )
+
+    async def main() -> Report:
+        registries = Registries(
+            lambda _host: HostSettings(), policy=FAST, transport=route(source, target)
+        )
+        async with registries:
+            return await Engine(config, registries).run(RunOptions())
+
+    report = run(main())
+
+    assert report.status == "failed" and not report.retryable, report.to_json(indent=2)
 
 
 def test_the_pull_floor_counts_pulls_claimed_by_copies_under_way() -> None:

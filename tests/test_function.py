@@ -25,6 +25,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+import sync.engine
 from sync import service
 from sync.engine import Engine, RunOptions
 from sync.report import Report
@@ -369,7 +370,7 @@ def test_discovery_mirrors_new_versions_unless_the_request_turns_it_off(
     assert report["summary"]["discovered"] == 2
 
 
-def test_a_failed_tag_answers_500_with_the_report_and_the_others_still_copy(
+def test_a_permanent_failure_answers_200_failed_with_the_report_and_the_others_still_copy(
     client: FlaskClient, bed: Bed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     image = bed_image(bed, "helloworld", ["1.0", "9.9"])
@@ -379,9 +380,11 @@ def test_a_failed_tag_answers_500_with_the_report_and_the_others_still_copy(
     response = client.post("/", json={})
 
     report = body_of(response)
-    assert response.status_code == 500, "a failed run must make Cloud Scheduler retry"
+    # A missing upstream tag stays missing: a retry by Cloud Scheduler would fail the same way.
+    assert response.status_code == 200, "a run failed for permanent reasons must not be retried"
     assert_report_shape(report)
     assert report["status"] == "failed" and report["summary"]["failed"] == 1
+    assert report["retryable"] is False
     tags = tags_by_name(report, "helloworld")
     assert tags["1.0"]["action"] == "copied"
     assert tags["9.9"]["action"] == "upstream_missing"
@@ -405,7 +408,9 @@ def test_wrong_target_password_fails_the_run_without_showing_the_password(
 
     text = response.get_data(as_text=True)
     report = json.loads(text)
-    assert response.status_code == 500 and report["status"] == "failed", report
+    # Refused credentials are permanent: 200 with a failed report, no retry by the scheduler.
+    assert response.status_code == 200 and report["status"] == "failed", report
+    assert report["retryable"] is False
     assert tags_by_name(report, "helloworld")["1.0"]["action"] == "failed"
     captured = capsys.readouterr()
     for where, content in (("response", text), ("stdout", captured.out), ("stderr", captured.err)):
@@ -621,11 +626,9 @@ def test_the_deadline_reaches_the_engine(
             tags=("v2.15.0",),
             discover=False,
             deadline=1500.0,
-            hard_deadline=1500.0 + service.HARD_STOP_GRACE_SECONDS,
+            hard_deadline=1680.0,
         ),
-        RunOptions(
-            dry_run=True, deadline=90.5, hard_deadline=90.5 + service.HARD_STOP_GRACE_SECONDS
-        ),
+        RunOptions(dry_run=True, deadline=90.5, hard_deadline=90.5 + 90.5 / 4),
     ]
 
 
@@ -692,7 +695,7 @@ def test_a_run_that_overstays_its_budget_is_stopped_and_answered_500(
         raise AssertionError("not stopped")
 
     monkeypatch.setattr(Engine, "run", stuck)
-    monkeypatch.setattr(service, "HARD_STOP_GRACE_SECONDS", 0.05)
+    monkeypatch.setattr(sync.engine, "hard_stop_after", lambda deadline: deadline + 0.05)
     monkeypatch.setattr(service, "LAST_RESORT_SECONDS", 0.0)
     monkeypatch.setenv("SYNC_DEADLINE_SECONDS", "0.05")
 
@@ -726,7 +729,7 @@ def test_every_log_line_of_a_run_is_json_with_the_job_name_and_one_summary(
         headers={**SCHEDULER_HEADERS, "Authorization": "Bearer OIDC-TOKEN-abcdef"},
     )
 
-    assert response.status_code == 500  # 2.0 is missing upstream
+    assert response.status_code == 200  # 2.0 is missing upstream: failed, not retryable
     captured = capsys.readouterr()
     lines = log_lines(captured.out)
     assert {e["severity"] for e in lines} >= {"DEBUG", "INFO", "ERROR"}, lines

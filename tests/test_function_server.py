@@ -254,7 +254,7 @@ def test_a_scheduler_call_mirrors_digest_exactly_then_finds_everything_up_to_dat
     assert setup.secrets.access_count("quay-password") == 2, "secrets are read again per run"
 
 
-def test_a_wrong_password_fails_the_run_with_500_and_the_report(
+def test_a_wrong_password_fails_the_run_with_200_and_the_report(
     setup: Setup, client: httpx.Client
 ) -> None:
     wrong = f"S3cr3t-Wr0ng-{uuid.uuid4().hex}"
@@ -265,8 +265,9 @@ def test_a_wrong_password_fails_the_run_with_500_and_the_report(
         setup.secrets.add_version("quay-password", setup.password)
 
     report = response.json()
-    assert response.status_code == 500, "Cloud Scheduler retries a failed run"
-    assert report["status"] == "failed"
+    # Refused credentials stay refused: no retry by Cloud Scheduler (non-2xx would retry).
+    assert response.status_code == 200, "a run that failed for good must not be retried"
+    assert report["status"] == "failed" and report["retryable"] is False
     for entry in _tags(report).values():
         assert entry["action"] == "failed" and entry["error"] is not None, entry
     assert wrong not in response.text

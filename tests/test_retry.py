@@ -13,7 +13,13 @@ import pytest
 
 import sync.retry
 from sync.errors import RegistryError
-from sync.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after, send_with_retry
+from sync.retry import (
+    RETRYABLE_STATUS,
+    HostHealth,
+    RetryPolicy,
+    parse_retry_after,
+    send_with_retry,
+)
 
 FAST = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.01, max_retry_after=1.0)
 URL = "https://registry.test/v2/"
@@ -192,7 +198,7 @@ def test_send_reports_a_lasting_connection_failure_as_temporary(waits: Waits) ->
     error, seen = run_with([httpx.ConnectError("refused")], get)
     assert isinstance(error, RegistryError), error
     assert error.temporary and error.status is None and error.code == "UNREACHABLE"
-    assert "ConnectError" in str(error) and len(seen) == FAST.attempts
+    assert "ConnectError" in str(error) and len(seen) == FAST.unanswered_attempts
 
 
 def test_send_does_not_retry_a_streamed_body(waits: Waits) -> None:
@@ -223,3 +229,67 @@ def test_send_refuses_a_body_over_the_buffer_cap(
     monkeypatch.setattr(sync.retry, "MAX_BUFFERED_BODY", 10)
     error, _ = run_with([httpx.Response(200, content=b"x" * 11)], get)
     assert isinstance(error, RegistryError) and "larger than" in str(error), error
+
+
+# --- host health ------------------------------------------------------------------------------
+
+
+def _with_health(
+    health: HostHealth, *, stream: bool = False
+) -> Callable[[httpx.AsyncClient], object]:
+    def call(http: httpx.AsyncClient) -> object:
+        return send_with_retry(http, "GET", URL, policy=FAST, health=health, stream=stream)
+
+    return call
+
+
+@pytest.mark.parametrize(
+    ("failure", "code"),
+    [
+        (httpx.ConnectError("[Errno 111] Connection refused"), "UNREACHABLE"),
+        (httpx.ConnectError("[Errno -2] Name or service not known"), "UNREACHABLE"),
+        (httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number"), "UNREACHABLE"),
+        (httpx.ConnectTimeout(""), "UNREACHABLE"),
+        (httpx.ReadTimeout(""), "TIMEOUT"),
+    ],
+    ids=["refused", "dns", "tls", "connect-timeout", "read-timeout"],
+)
+def test_a_host_without_answer_is_marked_down_after_one_retry_cycle_and_not_asked_again(
+    failure: Exception, code: str, waits: Waits
+) -> None:
+    health = HostHealth()
+    error, seen = run_with([failure], _with_health(health))
+    assert isinstance(error, RegistryError) and error.code == code, error
+    assert len(seen) == FAST.unanswered_attempts, f"{len(seen)} tries before giving up"
+    assert health.hosts_down == {"registry.test": code}
+
+    again, seen_again = run_with([httpx.Response(200)], _with_health(health))
+    assert isinstance(again, RegistryError) and again.code == code, again
+    assert "down for this run" in str(again) and again.temporary
+    assert seen_again == [], "a request went to a host marked down"
+    assert health.refused == {"registry.test": 1}
+
+
+def test_a_stalled_blob_stream_does_not_mark_its_host_down(waits: Waits) -> None:
+    health = HostHealth()
+    error, _ = run_with([httpx.ReadTimeout("")], _with_health(health, stream=True))
+    assert isinstance(error, RegistryError) and error.temporary, error
+    assert health.hosts_down == {}, "a slow blob is not a down host"
+
+
+def test_a_reset_connection_is_retried_under_the_full_policy_and_marks_nothing(
+    waits: Waits,
+) -> None:
+    health = HostHealth()
+    error, seen = run_with([httpx.ReadError("reset")], _with_health(health))
+    assert isinstance(error, RegistryError) and len(seen) == FAST.attempts, error
+    assert health.hosts_down == {}
+
+
+def test_a_429_with_the_allowance_at_zero_is_not_retried_but_a_503_is(waits: Waits) -> None:
+    spent = {"ratelimit-limit": "100;w=21600", "ratelimit-remaining": "0;w=21600"}
+    reply, seen = run_with([httpx.Response(429, headers=spent)], get)
+    assert isinstance(reply, sync.retry.Reply) and reply.status == 429 and len(seen) == 1
+    assert reply.rate_limit is not None and reply.rate_limit.remaining == 0
+    reply, seen = run_with([httpx.Response(503, headers=spent), httpx.Response(200)], get)
+    assert isinstance(reply, sync.retry.Reply) and reply.status == 200 and len(seen) == 2

@@ -50,6 +50,7 @@ __all__ = [
     "Respond",
     "Rule",
     "ShortBody",
+    "StallBody",
     "StripHeaders",
     "by_digest",
     "by_path",
@@ -109,6 +110,15 @@ class ShortBody:
 
     after_bytes: int
     name: str = "short-body"
+
+
+@dataclass(frozen=True)
+class StallBody:
+    """Relay the head and `after_bytes` of the body, then send nothing more (a hung transfer),
+    holding the connection open until the client goes away or the proxy stops."""
+
+    after_bytes: int
+    name: str = "stall-body"
 
 
 @dataclass(frozen=True)
@@ -173,6 +183,7 @@ Fault: TypeAlias = (
     Respond
     | ResetBody
     | ShortBody
+    | StallBody
     | FlipByte
     | ResetRequest
     | CdnRedirect
@@ -184,9 +195,9 @@ Fault: TypeAlias = (
 #: Faults that answer in place of the registry: the first that fires wins.
 _TERMINAL = (Respond, CdnRedirect, ResetRequest)
 #: Faults of which at most one fires per request, per group.
-_EXCLUSIVE = (_TERMINAL, (ResetBody, ShortBody))
+_EXCLUSIVE = (_TERMINAL, (ResetBody, ShortBody, StallBody))
 #: Faults applied to a response body (on the CDN too, for a redirected blob).
-_BODY_FAULTS = (ResetBody, ShortBody, FlipByte)
+_BODY_FAULTS = (ResetBody, ShortBody, StallBody, FlipByte)
 
 
 def _error_body(code: str, message: str) -> bytes:
@@ -822,10 +833,10 @@ class FaultProxy:
         state: dict[str, Any],
     ) -> None:
         """Relay `length` body bytes, breaking them as the body faults say."""
-        cut: ResetBody | ShortBody | None = None
+        cut: ResetBody | ShortBody | StallBody | None = None
         flip: int | None = None
         for fault in faults:
-            if isinstance(fault, ResetBody | ShortBody) and cut is None:
+            if isinstance(fault, ResetBody | ShortBody | StallBody) and cut is None:
                 cut = fault
             elif isinstance(fault, FlipByte) and length > 0:
                 flip = fault.offset if fault.offset is not None else length // 2
@@ -853,6 +864,10 @@ class FaultProxy:
         if cut is None:
             return
         await _flushed(writer)
+        if isinstance(cut, StallBody):
+            # Hung: nothing more, ever (stopping the proxy cancels this).
+            await asyncio.sleep(3600)
+            raise _Closed
         if isinstance(cut, ResetBody):
             await asyncio.sleep(0.02)  # let the client read what was sent before the RST
             _reset(writer)
