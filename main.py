@@ -56,7 +56,10 @@ def _incoming(request: flask.Request) -> service.Incoming:
         content_length=length,
         query=tuple(request.args.items(multi=True)),
         scheduler_job=request.headers.get(_SCHEDULER_JOB),
+        schedule_time=request.headers.get("X-CloudScheduler-ScheduleTime"),
         task_queue=request.headers.get(_TASK_QUEUE),
+        task_name=request.headers.get("X-CloudTasks-TaskName"),
+        task_retry_count=request.headers.get("X-CloudTasks-TaskRetryCount"),
         trace_header=request.headers.get("X-Cloud-Trace-Context")
         or request.headers.get("traceparent"),
     )

@@ -246,7 +246,7 @@ def main() -> int:
         elif sk == float("inf"):
             skopeo = f"> {args.skopeo_cap:.0f} s (stopped)"
         else:
-            skopeo = f"{sk:.1f} s (image-sync/skopeo {o.wall_s / sk:.1f}x)"
+            skopeo = f"{sk:.2f} s (image-sync/skopeo {o.wall_s / sk:.0f}x)"
         print(
             f"| {o.scenario} | {o.deadline:.0f} s ({hard_stop_after(o.deadline):.0f} s) | "
             f"{o.wall_s:.1f} s | <= {goal:.0f} s {'met' if met else 'MISSED'} | "

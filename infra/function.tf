@@ -24,9 +24,10 @@ resource "google_cloudfunctions2_function" "sync" {
     service_account_email = google_service_account.runtime.email
 
     # One run at a time: a second request while a run is busy waits or fails instead of racing
-    # it over the same tags.
+    # it over the same tags. With fan-out, one instance per running task (each its own image)
+    # plus the dispatching call (tasks.tf); still one request per instance.
     min_instance_count               = 0
-    max_instance_count               = 1
+    max_instance_count               = local.function_max_instances
     max_instance_request_concurrency = 1
 
     # The function's disk is RAM and blobs are streamed, so 512 MiB is plenty; a whole vCPU
@@ -46,6 +47,10 @@ resource "google_cloudfunctions2_function" "sync" {
       GOOGLE_CLOUD_PROJECT  = var.project_id
       IMAGE_SYNC_CONFIG     = local.config_file_name
       SYNC_DEADLINE_SECONDS = tostring(local.sync_deadline_seconds)
+      # Fan-out (tasks.tf): empty when it is off.
+      FANOUT_QUEUE           = local.fanout_queue
+      FANOUT_URL             = local.fanout_url
+      FANOUT_SERVICE_ACCOUNT = local.fanout_service_account
     }
   }
 

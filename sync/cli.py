@@ -159,6 +159,11 @@ def _parser() -> _Parser:
     sync.add_argument("--dry-run", action="store_true", help="compare only; write nothing")
     sync.add_argument("--no-discover", action="store_true", help="configured tags only")
     sync.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the tasks a fan-out would create, one per image; no network",
+    )
+    sync.add_argument(
         "--deadline",
         type=_positive_float,
         metavar="SECONDS",
@@ -546,6 +551,8 @@ class _App:
     def sync(self) -> int:
         config = self.config()
         names = self._names(config, self.args.image)
+        if self.args.plan:
+            return self._plan(config, names)
         tag: str | None = self.args.tag
         if tag is not None:
             self._check_tag(config, tag)
@@ -596,6 +603,23 @@ class _App:
             raise UsageError(
                 f"tag {tag!r} is not configured for {image.name} (configured: {configured}), {why}"
             )
+
+    def _plan(self, config: Config, names: tuple[str, ...] | None) -> int:
+        from sync import fanout  # noqa: PLC0415
+
+        units = fanout.plan(
+            config,
+            tags=(self.args.tag,) if self.args.tag else None,
+            dry_run=self.args.dry_run,
+            discover=not self.args.no_discover,
+        )
+        units = tuple(u for u in units if names is None or u.image in names)
+        if self.args.json:
+            self.emit_json([unit.to_dict() for unit in units])
+        else:
+            for unit in units:
+                self.out.write(f"{unit.image} {json.dumps(dict(unit.body))}\n")
+        return EXIT_OK
 
     async def _report(self, engine: Engine, options: RunOptions) -> int:
         report = await engine.run(options)

@@ -48,7 +48,11 @@ class CopyProgress(Protocol):
     """What one copy tells about its blob transfers, for a progress display."""
 
     def planned(self, size: int) -> None:
-        """A blob of `size` bytes is to be sent (the target lacks it and cannot mount it)."""
+        """A blob of `size` bytes may have to be sent (said before the target is asked, so that
+        the total is known as soon as the copy starts)."""
+
+    def skipped(self, size: int) -> None:
+        """A planned blob of `size` bytes was already there, or was mounted: not sent."""
 
     def sent(self, size: int) -> None:
         """`size` more bytes went to the target."""
@@ -276,9 +280,14 @@ class Copier:
     ) -> None:
         """Make `dst` hold `blob`: skip, mount or stream."""
         holders_key = (dst.client.host, blob.digest)
+        progress = _PROGRESS.get()
+        if progress is not None:
+            progress.planned(blob.size)
         if await dst.client.blob_head(dst.repository, blob.digest, for_write=True) is not None:
             self._holders.setdefault(holders_key, set()).add(dst.repository)
             stats.blobs_skipped += 1
+            if progress is not None:
+                progress.skipped(blob.size)
             return
         session = None
         for holder in self._mount_sources(src, dst, blob):
@@ -289,11 +298,10 @@ class Copier:
             if session is None:
                 self._holders.setdefault(holders_key, set()).add(dst.repository)
                 stats.blobs_skipped += 1
+                if progress is not None:
+                    progress.skipped(blob.size)
                 return
             break
-        progress = _PROGRESS.get()
-        if progress is not None:
-            progress.planned(blob.size)
         if blob.size >= LARGE_BLOB:
             async with self._blob_slots:
                 await self._stream_blob(src, dst, blob, stats, session)

@@ -19,6 +19,7 @@ __all__ = [
     "ConfigMissingError",
     "CredentialError",
     "DeadlineExceeded",
+    "DispatchError",
     "ImageSyncError",
     "InvalidReferenceError",
     "ManifestError",
@@ -225,3 +226,14 @@ class ReferrersLimitError(ImageSyncError):
     """An image's referrers exceed the bounds on their number or nesting depth."""
 
     code = "REFERRERS_LIMIT"
+
+
+class DispatchError(ImageSyncError):
+    """A Cloud Task for an image could not be created (fan-out); `temporary` when a retry of the
+    dispatch may succeed."""
+
+    code = "DISPATCH_FAILED"
+
+    def __init__(self, message: str, *, temporary: bool) -> None:
+        super().__init__(message)
+        self.temporary = temporary

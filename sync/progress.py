@@ -2,9 +2,10 @@
 
 A line reads `NAME  45.2 MiB of 120.0 MiB  37%  12.3 MiB/s  6s left`: bytes sent of the bytes
 to send (blobs the target already has, or can mount, are not counted), the average rate since
-the first byte, and the time left at that rate. Lines are redrawn in place, at most ten times a
-second, and cut to the terminal's width so that they never wrap. When a copy ends its line is
-replaced by `NAME  copied 120.0 MiB in 9.8s (12.2 MiB/s)` (or `failed after ...`), which stays.
+the first byte, and the time left at that rate. It shows once the first byte is sent, is
+redrawn in place at most ten times a second, and is cut to the terminal's width so that it
+never wraps. When a copy ends its line is replaced by `NAME  copied 120.0 MiB in 9.8s
+(12.2 MiB/s)` (or `failed after ...`), which stays.
 
 Written here rather than with rich or tqdm: what is needed is a few lines of ANSI (cursor up,
 clear to the end of the screen), and a library would add an install and import time to every
@@ -23,9 +24,6 @@ __all__ = ["Display", "human_bytes", "human_duration"]
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 _REDRAW_SECONDS = 0.1
-#: A copy's line first shows this long after its first blob was planned: the target's answers
-#: about the other blobs come in meanwhile, so the total shown is the whole one.
-_SETTLE_SECONDS = 0.1
 
 
 def human_bytes(n: float) -> str:
@@ -60,14 +58,15 @@ class _Copy:
         self.label = label
         self.total = 0
         self.done_bytes = 0
-        self.first_planned: float | None = None
         self.first_byte: float | None = None
 
+    # The copier plans every blob before it asks the target about any, so the total is whole
+    # by the time the first byte goes out; a line shows from then on.
     def planned(self, size: int) -> None:
-        if self.first_planned is None:
-            self.first_planned = self._display.clock()
         self.total += size
-        self._display.changed()
+
+    def skipped(self, size: int) -> None:
+        self.total -= size
 
     def sent(self, size: int) -> None:
         if self.first_byte is None:
@@ -145,7 +144,7 @@ class Display:
             if progress in self._active:
                 self._active.remove(progress)
             # A copy that sent nothing (everything was there) leaves no line: the result says it.
-            final = [progress.final_line(self.clock(), ok)] if progress.total else []
+            final = [progress.final_line(self.clock(), ok)] if progress.done_bytes else []
             self._draw(final)
 
     def clear(self) -> None:
@@ -167,11 +166,7 @@ class Display:
         self._last_draw = now
         width = max(self._columns() - 1, 20)
         lines = [line[:width] for line in final or []]
-        active = [
-            p.line(now)[:width]
-            for p in self._active
-            if p.first_planned is not None and now - p.first_planned >= _SETTLE_SECONDS
-        ]
+        active = [p.line(now)[:width] for p in self._active if p.done_bytes]
         self._write(self._erase() + "".join(f"{line}\n" for line in [*lines, *active]))
         self._drawn = len(active)
 

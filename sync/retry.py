@@ -9,12 +9,13 @@ Timeouts (`Timeouts`, the defaults are the production values):
 | `metadata` | 10 s | waiting for an answer to a ping, token, manifest, tag list or blob HEAD |
 | `stall` | 30 s | a blob download or upload during which no byte moved (whatever its size) |
 
-A request that gets no answer (refused, name not resolved, TLS handshake failed, connect
-timeout, or a metadata request timing out) is tried `RetryPolicy.unanswered_attempts` times in
-all (one retry cycle); then its host is marked down in the run's `HostHealth`, and every later
-request to that host fails at once with the same cause (`UNREACHABLE` or `TIMEOUT`) without
-being sent. The bound on a whole run is its deadline (the engine cancels what is in flight at
-the hard stop), not the number of retries.
+A request that gets no answer (refused, name not resolved, connect timeout, or a metadata
+request timing out) is tried `RetryPolicy.unanswered_attempts` times in all (one retry cycle);
+then its host is marked down in the run's `HostHealth`, and every later request to that host
+fails at once with the same cause (`UNREACHABLE` or `TIMEOUT`) without being sent. A failed TLS
+handshake marks its host down at once (`TLS_ERROR`: a setting, no retry helps). The bound on
+a whole run is its deadline (the engine cancels what is in flight at the hard stop), not the
+number of retries.
 """
 
 from __future__ import annotations
@@ -325,7 +326,8 @@ def _unanswered(exc: httpx.TransportError, metadata: bool) -> str | None:
     or None for one that a retry of this request may simply not meet again (a reset, a
     truncated body, a slow blob stream, a full connection pool)."""
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        # Refused, name not resolved, TLS handshake failed, no SYN-ACK in time.
+        # Refused, name not resolved, no SYN-ACK in time (a failed TLS handshake is told
+        # apart before: `tls_failure`).
         return UNREACHABLE
     if isinstance(exc, httpx.ReadTimeout) and metadata:
         return TIMEOUT

@@ -44,6 +44,7 @@ from sync.reference import is_tag
 if TYPE_CHECKING:
     from sync.config import Config
     from sync.engine import RunOptions
+    from sync.fanout import Dispatch, FanoutSettings
     from sync.report import Report
 
 # The config (pydantic), the engine, the report and the HTTP stack are imported by the first
@@ -124,6 +125,14 @@ class Incoming:
     task_queue: str | None = None
     #: `X-Cloud-Trace-Context` or `traceparent`, to tie log lines to the request's trace.
     trace_header: str | None = None
+    #: `X-CloudScheduler-ScheduleTime`: the same on every retry of one scheduled run; it names
+    #: the tasks of a fan-out, so a retry creates none twice.
+    schedule_time: str | None = None
+    #: `X-CloudTasks-TaskName`: set when Cloud Tasks delivers a task (one image of a fan-out);
+    #: such a request never fans out again.
+    task_name: str | None = None
+    #: `X-CloudTasks-TaskRetryCount`, for log lines.
+    task_retry_count: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,6 +465,7 @@ class _Outcome:
     images: tuple[str, ...] = ()
     dry_run: bool = False
     report: Report | None = None
+    dispatch: Dispatch | None = None
 
 
 def handle(incoming: Incoming, env: Mapping[str, str] | None = None) -> Answer:
@@ -471,6 +481,10 @@ def handle(incoming: Incoming, env: Mapping[str, str] | None = None) -> Answer:
         context["scheduler_job"] = _clip(incoming.scheduler_job, 200)
     if incoming.task_queue:
         context["task_queue"] = _clip(incoming.task_queue, 200)
+    if incoming.task_name:
+        context["task"] = _clip(incoming.task_name, 200)
+        if incoming.task_retry_count:
+            context["task_retry_count"] = _clip(incoming.task_retry_count, 10)
     context.update(_trace_fields(incoming.trace_header, env))
     outcome = _Outcome()
     with log_context(**context):
@@ -484,6 +498,7 @@ def handle(incoming: Incoming, env: Mapping[str, str] | None = None) -> Answer:
             trigger,
             answer,
             report=outcome.report,
+            dispatch=outcome.dispatch,
             images=outcome.images,
             dry_run=outcome.dry_run,
         )
@@ -495,6 +510,7 @@ def log_summary(
     answer: Answer,
     *,
     report: Report | None = None,
+    dispatch: Dispatch | None = None,
     images: Sequence[str] = (),
     dry_run: bool = False,
 ) -> None:
@@ -502,10 +518,22 @@ def log_summary(
     covered. Without one (the request ended before or instead of a run): status `failed`, zero
     counts and the answer's error `code`; a bad request by hand is `rejected` instead, since
     the caller has the answer in front of them, while one from Cloud Scheduler or Cloud Tasks
-    means the deployment itself sends something wrong."""
+    means the deployment itself sends something wrong. A fan-out's dispatch: its status (`ok`,
+    or `failed` when a task could not be created), the images it dispatched, zero counts, and
+    `dispatch` (`tasks`, `created`, `already`, `failed`); each task writes its own line."""
     fields: dict[str, object] = {"event": SUMMARY_EVENT, "trigger": trigger}
-    if report is not None:
-        status: str = report.status
+    if dispatch is not None:
+        from sync.report import summarize  # noqa: PLC0415
+
+        status: str = dispatch.status
+        names = dispatch.images
+        counts = summarize(()).model_dump()
+        dry_run = dispatch.dry_run
+        fields["dispatch"] = dispatch.counts()
+        if dispatch.errors:
+            fields["code"] = dispatch.errors[0].code
+    elif report is not None:
+        status = report.status
         names = [image.name for image in report.images]
         counts = report.summary.model_dump()
         dry_run = report.dry_run
@@ -528,6 +556,20 @@ def log_summary(
     if len(names) == 1:
         fields["image"] = names[0]
     level = {"ok": logging.INFO, "partial": logging.WARNING, "rejected": logging.WARNING}
+    if dispatch is not None:
+        done = dispatch.counts()
+        log.log(
+            level.get(status, logging.ERROR),
+            "summary: dispatch %s (%s): %d tasks, %d created, %d already there, %d failed",
+            status,
+            trigger,
+            done["tasks"],
+            done["created"],
+            done["already"],
+            done["failed"],
+            extra=fields,
+        )
+        return
     log.log(
         level.get(status, logging.ERROR),
         "summary: %s (%s, %s): %d tags, %d up to date, %d copied, %d failed, %d deferred",
@@ -573,10 +615,12 @@ def _handle(incoming: Incoming, env: Mapping[str, str], outcome: _Outcome) -> An
         return _bad_request(exc)
     outcome.dry_run = wanted.dry_run
     from sync.config import load_config, resolve_config_path  # noqa: PLC0415
+    from sync.fanout import FanoutSettings  # noqa: PLC0415
 
     try:
         deadline = deadline_seconds(env)
         config = load_config(resolve_config_path(None, env))
+        fanout_settings = FanoutSettings.from_env(env)
     except ConfigError as exc:
         log.error(
             "invalid configuration: %s",
@@ -590,6 +634,12 @@ def _handle(incoming: Incoming, env: Mapping[str, str], outcome: _Outcome) -> An
         return _bad_request(exc)
     # The images the run covers, once they are known to be configured ones.
     outcome.images = options.images if options.images is not None else config.image_names
+    # A request Cloud Tasks delivered is one image of a fan-out: it never fans out again.
+    from_task = incoming.task_queue is not None or incoming.task_name is not None
+    if fanout_settings is not None and wanted.images is None and not from_task:
+        return _dispatch(
+            incoming, wanted, config, fanout_settings, env=env, deadline=deadline, outcome=outcome
+        )
     log.info(
         "run starting%s",
         " (dry run)" if options.dry_run else "",
@@ -625,6 +675,62 @@ def _handle(incoming: Incoming, env: Mapping[str, str], outcome: _Outcome) -> An
     # run whose failures are all permanent would fail again the same way.
     status = 500 if report.status == "failed" and report.retryable else 200
     return Answer(status, report.to_json(), dict(_JSON_HEADERS))
+
+
+def _dispatch(
+    incoming: Incoming,
+    wanted: SyncRequest,
+    config: Config,
+    settings: FanoutSettings,
+    *,
+    env: Mapping[str, str],
+    deadline: float,
+    outcome: _Outcome,
+) -> Answer:
+    """Fan-out: one Cloud Task per image instead of a run here; 200 when every task exists,
+    500 when some could not be created (Cloud Scheduler retries; the named tasks that exist
+    are not created twice). The summary line (`log_summary`) reports the dispatch."""
+    from sync import fanout  # noqa: PLC0415
+
+    units = fanout.plan(config, tags=wanted.tags, dry_run=wanted.dry_run, discover=wanted.discover)
+    log.info(
+        "dispatching %d tasks to %s%s",
+        len(units),
+        settings.queue,
+        " (dry run)" if wanted.dry_run else "",
+        extra={
+            "event": "dispatch_started",
+            "method": incoming.method,
+            "queue": settings.queue,
+            "tasks": len(units),
+            "schedule_time": _clip(incoming.schedule_time, 64) if incoming.schedule_time else None,
+        },
+    )
+    queue = fanout.CloudTasksQueue(settings.queue, env=env)
+    try:
+        result = fanout.dispatch(
+            units,
+            settings,
+            queue,
+            schedule_time=incoming.schedule_time,
+            dispatch_deadline_s=fanout.dispatch_deadline(platform_timeout_needed(deadline)),
+            dry_run=wanted.dry_run,
+        )
+    finally:
+        queue.close()
+    counts = result.counts()
+    log.log(
+        logging.ERROR if result.errors else logging.INFO,
+        "dispatch %s: %d tasks created, %d already there, %d failed in %.1fs",
+        result.status,
+        counts["created"],
+        counts["already"],
+        counts["failed"],
+        result.duration_s,
+        extra={"event": "dispatch_finished", "dispatch": counts},
+    )
+    outcome.dispatch = result
+    return Answer(500 if result.errors else 200, result.to_json(), dict(_JSON_HEADERS))
 
 
 def _bad_request(exc: BadRequest) -> Answer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,3 +97,16 @@ def any_registry(
     """A running registry, once per auth mode."""
     mode: AuthMode = request.param
     return registry_factory(mode)
+
+
+@pytest.fixture
+def restore_loggers() -> Iterator[None]:
+    """The project's loggers as they were, after a test that let the function install its JSON
+    handler (which also stops propagation, hiding records from caplog in later tests)."""
+    loggers = [logging.getLogger(name) for name in ("image_sync", "sync", "httpx")]
+    saved = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
+    yield
+    for lg, handlers, level, propagate in saved:
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate = propagate

@@ -23,14 +23,14 @@ import contextlib
 import json
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["FakeSecretManager", "RecordedRequest", "crc32c", "main"]
+__all__ = ["FakeSecretManager", "RecordedRequest", "crc32c", "json_handler", "main"]
 
 _ACCESS_PATH = re.compile(
     r"/v1/projects/(?P<project>[^/]+)/secrets/(?P<secret>[^/]+)/versions/(?P<version>[^/:]+):access"
@@ -202,34 +202,44 @@ class FakeSecretManager:
         }
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
+        def answer(
+            method: str, path: str, headers: Mapping[str, str], body: bytes
+        ) -> tuple[int, dict[str, object]]:
+            with self._lock:
+                self._requests.append(RecordedRequest(method, path, dict(headers)))
+            return self._answer(method, path)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        return json_handler(answer)
 
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                with fake._lock:
-                    fake._requests.append(
-                        RecordedRequest(self.command, self.path, dict(self.headers.items()))
-                    )
-                status, body = fake._answer(self.command, self.path)
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=UTF-8")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
 
-            do_GET = _serve
-            do_POST = _serve
+JsonAnswer = Callable[[str, str, Mapping[str, str], bytes], tuple[int, dict[str, object]]]
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
 
-        return Handler
+def json_handler(answer: JsonAnswer) -> type[BaseHTTPRequestHandler]:
+    """A request handler for a local Google-API-like server: GET and POST go to `answer`
+    (method, path, headers, body), whose status and JSON object are sent back."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            status, reply = answer(self.command, self.path, dict(self.headers.items()), body)
+            payload = json.dumps(reply).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = _serve
+        do_POST = _serve
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Handler
 
 
 def _error(status: HTTPStatus, message: str) -> tuple[int, dict[str, object]]:

@@ -47,6 +47,14 @@ pytestmark = pytest.mark.skipif(
             "referrers_bench.py",
             ["Requests each registry answered in one warm run", "signed, referrers on"],
         ),
+        (
+            "fanout_bench.py",
+            [
+                "Fan-out: 4 images x 2 multi-platform tags, cold then warm",
+                "fan-out, 2 at once",
+                "every tag digest-exact on every target: yes",
+            ],
+        ),
     ],
 )
 def test_bench_script_prints_its_tables_in_quick_mode(script: str, headings: list[str]) -> None:

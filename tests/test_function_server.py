@@ -9,12 +9,7 @@ server logs at DEBUG; its stdout and stderr are captured to files and searched f
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,10 +24,8 @@ from tests.bed.images import Image
 from tests.bed.rawclient import RawClient
 from tests.bed.registry import RegistryServer, start_registry
 from tests.fake_secret_manager import FakeSecretManager
+from tests.function_bed import function_server
 
-ROOT = Path(__file__).resolve().parent.parent
-MAIN = ROOT / "main.py"
-FUNCTIONS_FRAMEWORK = Path(sys.executable).parent / "functions-framework"
 PROJECT = "test-project"
 JOB = "image-sync-daily"
 SCHEDULER_HEADERS = {
@@ -67,66 +60,11 @@ class Setup:
         )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the gunicorn master (it stops its worker), then SIGKILL to its group."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-def _start_server(env: dict[str, str], logs: Path) -> tuple[subprocess.Popen[bytes], str]:
-    stdout, stderr = logs / "stdout.log", logs / "stderr.log"
-    for _ in range(3):
-        port = _free_port()
-        with stdout.open("ab") as out, stderr.open("ab") as err:
-            process = subprocess.Popen(
-                [
-                    str(FUNCTIONS_FRAMEWORK),
-                    "--target",
-                    "sync_images",
-                    "--source",
-                    str(MAIN),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                ],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,  # its own process group, stopped by its id
-            )
-        url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                # The framework answers /favicon.ico itself (404) without calling the function.
-                if httpx.get(f"{url}favicon.ico", timeout=1, trust_env=False).status_code == 404:
-                    return process, url
-            except httpx.TransportError:
-                time.sleep(0.05)
-        _stop(process)
-    raise RuntimeError(f"functions-framework did not start:\n{stderr.read_text()[-2000:]}")
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     base = tmp_path_factory.mktemp("function-server")
     started: list[RegistryServer] = []
     secrets: FakeSecretManager | None = None
-    process: subprocess.Popen[bytes] | None = None
     try:
         hub = start_registry("bearer-hub", base_dir=base / "hub")
         started.append(hub)
@@ -170,37 +108,22 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         }
         config_path = base / "image-sync-config.json"
         config_path.write_text(json.dumps(config))
-        (base / "docker").mkdir()
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.lower().endswith("_proxy") and key not in ("SYNC_DEADLINE_SECONDS",)
-        }
-        env |= {
-            "IMAGE_SYNC_CONFIG": str(config_path),
-            "GOOGLE_CLOUD_PROJECT": PROJECT,
-            "SECRET_MANAGER_ENDPOINT": secrets.endpoint,
-            "LOG_LEVEL": "DEBUG",
-            "DOCKER_CONFIG": str(base / "docker"),
-            "PYTHONUNBUFFERED": "1",
-            "WORKERS": "1",
-            "THREADS": "2",
-        }
-        process, url = _start_server(env, base)
-        yield Setup(
-            hub=hub,
-            quay=quay,
-            secrets=secrets,
-            password=password,
-            url=url,
-            process=process,
-            stdout=base / "stdout.log",
-            stderr=base / "stderr.log",
-            upstream=upstream,
-        )
+        extra_env = {"SECRET_MANAGER_ENDPOINT": secrets.endpoint, "LOG_LEVEL": "DEBUG"}
+        with function_server(
+            config_path, base, tasks=None, threads=2, extra_env=extra_env
+        ) as function:
+            yield Setup(
+                hub=hub,
+                quay=quay,
+                secrets=secrets,
+                password=password,
+                url=function.url,
+                process=function.process,
+                stdout=function.stdout,
+                stderr=function.stderr,
+                upstream=upstream,
+            )
     finally:
-        if process is not None:
-            _stop(process)
         if secrets is not None:
             secrets.close()
         for server in reversed(started):

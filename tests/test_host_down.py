@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from tests.bed.silent import (
     refused_host,
     unresolvable,
 )
-from tests.test_function_server import _start_server, _stop
+from tests.function_bed import function_server
 
 #: Short request timeouts, so that a hung host is found out in about two seconds.
 QUICK = Timeouts(connect=1.0, metadata=1.0, stall=30.0)
@@ -246,24 +245,21 @@ def test_the_function_answers_its_report_in_time_with_a_hung_upstream(
     config = mirror_config(silent.host, target.host, IMAGES, TAGS)
     config_path = tmp_path / "image-sync-config.json"
     config_path.write_text(json.dumps(config))
-    (tmp_path / "docker").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    env |= {
-        "IMAGE_SYNC_CONFIG": str(config_path),
-        "SYNC_DEADLINE_SECONDS": str(deadline),
-        "DOCKER_CONFIG": str(tmp_path / "docker"),
-        "PYTHONUNBUFFERED": "1",
-        "WORKERS": "1",
-        "THREADS": "2",
-    }
-    process, url = _start_server(env, tmp_path)
     try:
-        started = time.monotonic()
-        with httpx.Client(timeout=60, trust_env=False) as client:
-            response = client.post(url, json={}, headers={"User-Agent": "Google-Cloud-Scheduler"})
-        took = time.monotonic() - started
+        with function_server(
+            config_path,
+            tmp_path,
+            tasks=None,
+            threads=2,
+            extra_env={"SYNC_DEADLINE_SECONDS": str(deadline)},
+        ) as server:
+            started = time.monotonic()
+            with httpx.Client(timeout=60, trust_env=False) as client:
+                response = client.post(
+                    server.url, json={}, headers={"User-Agent": "Google-Cloud-Scheduler"}
+                )
+            took = time.monotonic() - started
     finally:
-        _stop(process)
         silent.close()
 
     report = response.json()

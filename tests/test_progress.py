@@ -48,6 +48,8 @@ def test_a_line_shows_done_of_total_percent_rate_and_time_left() -> None:
     copy = display.copy("app:1.0")
     copy.planned(80 * MiB)
     copy.planned(20 * MiB)
+    copy.planned(5 * MiB)
+    copy.skipped(5 * MiB)  # the target had that one
     clock.now += 0.5
     copy.sent(0)  # the first byte starts the rate's clock
     clock.now += 2.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -293,3 +294,18 @@ def test_a_429_with_the_allowance_at_zero_is_not_retried_but_a_503_is(waits: Wai
     assert reply.rate_limit is not None and reply.rate_limit.remaining == 0
     reply, seen = run_with([httpx.Response(503, headers=spent), httpx.Response(200)], get)
     assert isinstance(reply, sync.retry.Reply) and reply.status == 200 and len(seen) == 2
+
+
+def test_a_failed_tls_handshake_is_said_at_once_and_marks_the_host_down(waits: Waits) -> None:
+    failure = httpx.ConnectError("handshake failed")
+    cause = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    cause.reason = "WRONG_VERSION_NUMBER"  # set by the ssl module on a real handshake failure
+    failure.__cause__ = cause
+    health = HostHealth()
+    error, seen = run_with([failure], _with_health(health))
+    assert isinstance(error, RegistryError) and error.code == "TLS_ERROR", error
+    assert len(seen) == 1, "a TLS handshake failure was retried"
+    assert health.hosts_down == {"registry.test": "TLS_ERROR"}
+    again, seen_again = run_with([httpx.Response(200)], _with_health(health))
+    assert isinstance(again, RegistryError) and again.code == "TLS_ERROR", again
+    assert not again.temporary and seen_again == []
