@@ -20,7 +20,16 @@ from urllib.request import parse_http_list, parse_keqv_list
 
 import httpx
 
-from sync.errors import AuthenticationError, RegistryError, redact_url
+from sync.errors import (
+    AUTH_UNSUPPORTED,
+    TOKEN_INVALID,
+    TOKEN_REALM_INVALID,
+    TOKEN_REALM_REFUSED,
+    UNAUTHORIZED,
+    AuthenticationError,
+    RegistryError,
+    redact_url,
+)
 from sync.retry import HostHealth, RetryPolicy, send_with_retry
 
 __all__ = [
@@ -258,7 +267,7 @@ class Authenticator:
             token = await self._token(challenge, tuple(sorted(set(scopes))))
             return f"Bearer {token}" if token else None
         raise RegistryError(
-            f"unsupported authentication scheme {challenge.scheme!r}", kind="AUTH_UNSUPPORTED"
+            f"unsupported authentication scheme {challenge.scheme!r}", kind=AUTH_UNSUPPORTED
         )
 
     def learn(self, header: str | None, scopes: Iterable[str], used: str | None) -> bool:
@@ -302,24 +311,24 @@ class Authenticator:
         except httpx.InvalidURL:
             raise RegistryError(
                 f"{self.host}: invalid token realm {redact_url(realm)!r}",
-                kind="TOKEN_REALM_INVALID",
+                kind=TOKEN_REALM_INVALID,
             ) from None
         if url.scheme not in {"http", "https"} or not url.host:
             raise RegistryError(
                 f"{self.host}: invalid token realm {redact_url(realm)!r}",
-                kind="TOKEN_REALM_INVALID",
+                kind=TOKEN_REALM_INVALID,
             )
         registry_host = httpx.URL(f"https://{self.host}/").host
         if self._secure and url.scheme != "https":
             raise RegistryError(
                 f"{self.host}: refusing token realm {redact_url(realm)} over plain HTTP "
                 "for a registry reached over TLS",
-                kind="TOKEN_REALM_REFUSED",
+                kind=TOKEN_REALM_REFUSED,
             )
         if self._secure and _is_private_host(url.host) and not _is_private_host(registry_host):
             raise RegistryError(
                 f"{self.host}: refusing token realm {redact_url(realm)} on a private address",
-                kind="TOKEN_REALM_REFUSED",
+                kind=TOKEN_REALM_REFUSED,
             )
         return url
 
@@ -346,7 +355,7 @@ class Authenticator:
                 status=reply.status,
                 method="GET",
                 url=str(url),
-                codes=("UNAUTHORIZED",),
+                codes=(UNAUTHORIZED,),
             )
         if reply.status != 200:
             raise RegistryError(
@@ -362,12 +371,12 @@ class Authenticator:
             doc = None
         if not isinstance(doc, dict):
             raise RegistryError(
-                f"token endpoint {where} answered something that is not JSON", kind="TOKEN_INVALID"
+                f"token endpoint {where} answered something that is not JSON", kind=TOKEN_INVALID
             )
         value = doc.get("token") or doc.get("access_token")
         if not isinstance(value, str) or not value:
             raise RegistryError(
-                f"token endpoint {where} answered without a token", kind="TOKEN_INVALID"
+                f"token endpoint {where} answered without a token", kind=TOKEN_INVALID
             )
         expires_in = doc.get("expires_in")
         if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):

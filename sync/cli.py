@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TextIO
 
 from sync import __version__
-from sync.errors import ConfigError, ConfigMissingError, ImageSyncError, UsageError
+from sync.errors import (
+    INTERRUPTED,
+    ConfigError,
+    ConfigMissingError,
+    ImageSyncError,
+    UsageError,
+)
 from sync.progress import Display
 from sync.reference import Reference, is_tag, parse_reference
 from sync.versions import discovery_candidates
@@ -832,4 +838,4 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except ImageSyncError as exc:
         return fail(exc.code, f"{exc.code}: {exc}", EXIT_FAILED)
     except KeyboardInterrupt:
-        return fail("INTERRUPTED", "interrupted", 130)
+        return fail(INTERRUPTED, "interrupted", 130)

@@ -29,6 +29,9 @@ from sync.auth import CredentialProvider, pull_scope
 from sync.config import Config, ImageConfig
 from sync.copy import Copier, CopyProgress, CopyResult, settle
 from sync.errors import (
+    DEADLINE,
+    INTERNAL,
+    PULL_BUDGET,
     TIMEOUT,
     AuthenticationError,
     DeadlineExceeded,
@@ -288,7 +291,7 @@ class Engine:
                         state=item.state,
                         action="failed",
                         error=ErrorInfo(
-                            code="INTERNAL", message=f"internal error: {type(exc).__name__}"
+                            code=INTERNAL, message=f"internal error: {type(exc).__name__}"
                         ),
                     )
                 item.phase = "done"
@@ -667,7 +670,7 @@ class Engine:
             # Not bounded here: the run's hard stop cancels it (see `_stop`).
             counts = await self._referrers.sync(job)
         except ImageSyncError as exc:
-            if exc.code in ("DEADLINE", "PULL_BUDGET") or self._upstream_refused(exc, upstream):
+            if exc.code in (DEADLINE, PULL_BUDGET) or self._upstream_refused(exc, upstream):
                 if isinstance(exc, RegistryError):
                     if upstream.rate_limit is not None:
                         self._exhausted.add(host)

@@ -41,7 +41,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sync.copy import Copier, settle
-from sync.errors import ImageSyncError, ReferrersLimitError, RegistryError
+from sync.errors import (
+    DEADLINE,
+    PULL_BUDGET,
+    ImageSyncError,
+    ReferrersLimitError,
+    RegistryError,
+)
 from sync.oci import OCI_INDEX, Manifest
 from sync.reference import Reference
 from sync.registry import ManifestInfo, RegistryClient
@@ -607,7 +613,7 @@ def _fail(counts: ReferrerCounts, error: ImageSyncError, how_many: int) -> None:
 def _stops_the_tag(error: ImageSyncError, job: ReferrerJob) -> bool:
     """A refusal of the gate (time budget, pull allowance) or the upstream's own 429: the
     whole tag is deferred, not failed."""
-    if error.temporary and error.code in {"DEADLINE", "PULL_BUDGET"}:
+    if error.temporary and error.code in {DEADLINE, PULL_BUDGET}:
         return True
     # The error says whose client sent the request (a token service's 429 included).
     return (

@@ -21,7 +21,18 @@ import httpcore
 import httpx
 
 from sync.auth import Authenticator, CredentialProvider, pull_scope, push_scope
-from sync.errors import TIMEOUT, AuthenticationError, ManifestError, RegistryError
+from sync.errors import (
+    BLOB_READ_FAILED,
+    MANIFEST_INVALID,
+    REFERRERS_INVALID,
+    TAG_LIST_INVALID,
+    TIMEOUT,
+    TOOMANYREQUESTS,
+    UPLOAD_INVALID,
+    AuthenticationError,
+    ManifestError,
+    RegistryError,
+)
 from sync.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, OCI_INDEX, Descriptor, Manifest, is_digest
 from sync.retry import (
     HostHealth,
@@ -156,7 +167,7 @@ class BlobStream:
                     method="GET",
                     url=str(self._response.request.url),
                     temporary=True,
-                    kind=TIMEOUT if stalled else "BLOB_READ_FAILED",
+                    kind=TIMEOUT if stalled else BLOB_READ_FAILED,
                 ) from None
             if pending:
                 yield b"".join(pending)
@@ -361,7 +372,7 @@ class RegistryClient:
             method=method,
             url=str(url),
             codes=codes,
-            temporary=self.policy.retryable_status(status) or "TOOMANYREQUESTS" in codes,
+            temporary=self.policy.retryable_status(status) or TOOMANYREQUESTS in codes,
             retry_after=retry_after,
         )
 
@@ -412,7 +423,7 @@ class RegistryClient:
                     status=reply.status,
                     method="HEAD",
                     url=self.api_url(f"{repository}/manifests/{reference}"),
-                    kind="MANIFEST_INVALID",
+                    kind=MANIFEST_INVALID,
                 )
         length = reply.headers.get("content-length")
         return ManifestInfo(
@@ -437,9 +448,7 @@ class RegistryClient:
         if expected is None and announced and announced.startswith("sha256:"):
             expected = announced
         if len(reply.body) > MAX_MANIFEST_BYTES:
-            raise RegistryError(
-                "manifest too large", method="GET", url=url, kind="MANIFEST_INVALID"
-            )
+            raise RegistryError("manifest too large", method="GET", url=url, kind=MANIFEST_INVALID)
         return Manifest.parse(
             reply.body, reply.headers.get("content-type"), expected_digest=expected
         )
@@ -502,7 +511,7 @@ class RegistryClient:
                     "a later page of the referrers list is missing or not an index",
                     method="GET",
                     url=str(url),
-                    kind="REFERRERS_INVALID",
+                    kind=REFERRERS_INVALID,
                 )
             if reply.headers.get("oci-filters-applied"):
                 raise RegistryError(
@@ -511,7 +520,7 @@ class RegistryClient:
                     status=reply.status,
                     method="GET",
                     url=str(url),
-                    kind="REFERRERS_INVALID",
+                    kind=REFERRERS_INVALID,
                 )
             out.extend(_referrer_descriptors(reply.body, str(url)))
             next_url = _next_link(reply.headers.get("link"))
@@ -584,7 +593,7 @@ class RegistryClient:
         if not location:
             raise RegistryError(
                 "upload started without a Location",
-                kind="UPLOAD_INVALID",
+                kind=UPLOAD_INVALID,
                 status=reply.status,
                 method="POST",
                 url=str(request_url),
@@ -667,7 +676,7 @@ class RegistryClient:
                     "tag list is not a list of strings",
                     method="GET",
                     url=str(url),
-                    kind="TAG_LIST_INVALID",
+                    kind=TAG_LIST_INVALID,
                 )
             tags.extend(page or [])
             next_url = _next_link(reply.headers.get("link"))
@@ -689,13 +698,13 @@ def _referrer_descriptors(body: bytes, url: str) -> list[dict[str, Any]]:
             "referrers answer is not an index with a 'manifests' list",
             method="GET",
             url=url,
-            kind="REFERRERS_INVALID",
+            kind=REFERRERS_INVALID,
         )
     for i, item in enumerate(items):
         try:
             Descriptor.from_json(item, f"referrers manifests[{i}]")
         except ManifestError as exc:
-            raise RegistryError(str(exc), method="GET", url=url, kind="REFERRERS_INVALID") from None
+            raise RegistryError(str(exc), method="GET", url=url, kind=REFERRERS_INVALID) from None
     return [dict(item) for item in items]
 
 

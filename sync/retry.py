@@ -31,7 +31,13 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from sync.errors import TIMEOUT, UNREACHABLE, RegistryError
+from sync.errors import (
+    RESPONSE_TOO_LARGE,
+    TIMEOUT,
+    TLS_ERROR,
+    UNREACHABLE,
+    RegistryError,
+)
 
 __all__ = [
     "RETRYABLE_STATUS",
@@ -305,7 +311,7 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
             status=response.status_code,
             method=response.request.method,
             url=str(response.request.url),
-            kind="RESPONSE_TOO_LARGE",
+            kind=RESPONSE_TOO_LARGE,
         )
 
     declared = response.headers.get("content-length")
@@ -413,8 +419,8 @@ async def send_with_retry(
                 # A failed handshake (a certificate not trusted, a plain-HTTP port) is a
                 # setting, not luck: said at once, and the host is down for the run.
                 if health is not None:
-                    health.mark_down(failed_url.netloc.decode("ascii"), "TLS_ERROR", tls)
-                raise RegistryError(tls, method=method, url=str(url), kind="TLS_ERROR") from None
+                    health.mark_down(failed_url.netloc.decode("ascii"), TLS_ERROR, tls)
+                raise RegistryError(tls, method=method, url=str(url), kind=TLS_ERROR) from None
             kind = _unanswered(exc, metadata)
             if kind is None:
                 error = RegistryError(

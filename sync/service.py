@@ -38,7 +38,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from sync.errors import ConfigError, ImageSyncError
+from sync.errors import (
+    BAD_REQUEST,
+    DEADLINE,
+    INTERNAL,
+    METHOD_NOT_ALLOWED,
+    ConfigError,
+    ImageSyncError,
+)
 from sync.reference import is_tag
 
 if TYPE_CHECKING:
@@ -173,7 +180,7 @@ def error_answer(
 def internal_error(run_id: str | None = None) -> Answer:
     """The answer to an unexpected exception: no exception text (it might hold anything)."""
     where = f" (run {run_id})" if run_id else ""
-    return error_answer(500, "INTERNAL", f"internal error{where}; the function's log has details")
+    return error_answer(500, INTERNAL, f"internal error{where}; the function's log has details")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -591,8 +598,8 @@ def _error_code(answer: Answer) -> str:
         body = json.loads(answer.body)
         code = body["error"]["code"]
     except (ValueError, TypeError, KeyError):
-        return "INTERNAL"
-    return code if isinstance(code, str) else "INTERNAL"
+        return INTERNAL
+    return code if isinstance(code, str) else INTERNAL
 
 
 def _handle(incoming: Incoming, env: Mapping[str, str], outcome: _Outcome) -> Answer:
@@ -604,7 +611,7 @@ def _handle(incoming: Incoming, env: Mapping[str, str], outcome: _Outcome) -> An
         )
         return error_answer(
             405,
-            "METHOD_NOT_ALLOWED",
+            METHOD_NOT_ALLOWED,
             f"method {_clip(incoming.method, 20)} not allowed; use POST (JSON body) or GET "
             "(query string)",
             headers={"Allow": ", ".join(ALLOWED_METHODS)},
@@ -665,8 +672,8 @@ def _handle(incoming: Incoming, env: Mapping[str, str], outcome: _Outcome) -> An
             )
         )
     except RunTimeout as exc:
-        log.error("%s", exc, extra={"event": "run_timeout", "code": "DEADLINE"})
-        return error_answer(500, "DEADLINE", str(exc))
+        log.error("%s", exc, extra={"event": "run_timeout", "code": DEADLINE})
+        return error_answer(500, DEADLINE, str(exc))
     except ImageSyncError as exc:  # before any tag ran; messages are redacted by design
         log.error("run failed: %s", exc, extra={"event": "run_failed", "code": exc.code})
         return error_answer(500, exc.code, exc.message)
@@ -737,7 +744,7 @@ def _bad_request(exc: BadRequest) -> Answer:
     log.warning(
         "bad request: %s", exc.message, extra={"event": "bad_request", "status": exc.status}
     )
-    return error_answer(exc.status, "BAD_REQUEST", exc.message)
+    return error_answer(exc.status, BAD_REQUEST, exc.message)
 
 
 # ---------------------------------------------------------------------------------------------
