@@ -1,4 +1,4 @@
-"""Registry authentication: credentials as values and the challenge flow (Basic, Bearer).
+"""Registry authentication: the challenge flow (Basic, Bearer); credentials are `sync.login`'s.
 
 The flow follows the distribution token spec: `GET /v2/` answers 200 (no auth) or 401 with a
 `WWW-Authenticate` challenge; a Basic challenge means credentials on every request to that host;
@@ -10,12 +10,11 @@ a Bearer challenge names a token realm, asked with GET (Quay refuses the OAuth2 
 from __future__ import annotations
 
 import asyncio
-import base64
 import ipaddress
 import json
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from urllib.request import parse_http_list, parse_keqv_list
 
 import httpx
@@ -30,13 +29,12 @@ from sync.errors import (
     RegistryError,
     redact_url,
 )
+from sync.login import CredentialProvider, Credentials
 from sync.retry import HostHealth, RetryPolicy, send_with_retry
 
 __all__ = [
     "Authenticator",
     "Challenge",
-    "CredentialProvider",
-    "Credentials",
     "parse_challenge",
     "parse_challenges",
     "pull_scope",
@@ -48,26 +46,6 @@ __all__ = [
 DEFAULT_TOKEN_SECONDS = 60
 #: Refresh a token this long before it expires.
 TOKEN_MARGIN_SECONDS = 10
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """A username and password (or token) for one registry. Never printed."""
-
-    username: str
-    password: str = field(repr=False)
-
-    def __repr__(self) -> str:
-        return f"Credentials(username={self.username!r}, password=<redacted>)"
-
-    def basic_header(self) -> str:
-        raw = f"{self.username}:{self.password}".encode()
-        return "Basic " + base64.b64encode(raw).decode("ascii")
-
-
-#: Looks up credentials for a registry API host (`host` or `host:port`); None means anonymous.
-#: May block (Secret Manager) and may raise CredentialError; called only when a registry asks.
-CredentialProvider = Callable[[str], Credentials | None]
 
 
 def pull_scope(repository: str) -> str:

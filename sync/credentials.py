@@ -26,9 +26,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sync.auth import Credentials
 from sync.config import Config, CredentialRef, RegistrySettings
 from sync.errors import CredentialError
+from sync.login import Credentials
 from sync.reference import DOCKER_HUB_API_HOST, api_host
 from sync.secrets import PROJECT_ENV, SecretManagerReader, SecretReader, secret_version_name
 

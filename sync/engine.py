@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from sync.auth import CredentialProvider, pull_scope
+from sync.auth import pull_scope
 from sync.config import Config, ImageConfig
 from sync.copy import Copier, CopyProgress, CopyResult, settle
 from sync.errors import (
@@ -41,6 +41,7 @@ from sync.errors import (
     RegistryError,
     UpstreamMissingError,
 )
+from sync.login import CredentialProvider
 from sync.oci import Descriptor
 from sync.reference import Reference
 from sync.referrers import ReferrerJob, Referrers

@@ -20,7 +20,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from sync.auth import Authenticator, CredentialProvider, pull_scope, push_scope
+from sync.auth import Authenticator, pull_scope, push_scope
 from sync.errors import (
     BLOB_READ_FAILED,
     MANIFEST_INVALID,
@@ -33,6 +33,7 @@ from sync.errors import (
     ManifestError,
     RegistryError,
 )
+from sync.login import CredentialProvider
 from sync.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, OCI_INDEX, Descriptor, Manifest, is_digest
 from sync.retry import (
     HostHealth,

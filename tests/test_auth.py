@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 import sync.auth
-from sync.auth import Credentials, parse_challenge, parse_challenges, pull_scope, push_scope
+from sync.auth import parse_challenge, parse_challenges, pull_scope, push_scope
 from sync.errors import RegistryError
+from sync.login import Credentials
 from sync.registry import HostSettings, RegistryClient
 from sync.retry import RetryPolicy
 from tests.fake_registry import FakeRegistry, build_image, digest_of

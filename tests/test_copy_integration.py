@@ -20,9 +20,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from sync.auth import Credentials
 from sync.copy import Copier, CopyResult
 from sync.errors import ImageSyncError, RegistryError, UnsupportedError
+from sync.login import Credentials
 from sync.reference import Reference
 from sync.registry import HostSettings, Registries
 from sync.retry import RetryPolicy

@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from sync.auth import Credentials
 from sync.copy import Copier, CopyResult
 from sync.errors import BlobMismatchError, ImageSyncError, RegistryError, UnsupportedError
+from sync.login import Credentials
 from sync.reference import parse_reference
 from sync.registry import HostSettings, Registries
 from sync.retry import RetryPolicy

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from sync.auth import Credentials
 from sync.config import Config, parse_config
 from sync.credentials import CredentialResolver, docker_config_path
 from sync.errors import CredentialError
+from sync.login import Credentials
 
 DISTINCTIVE = "pa55-Zq9x-DISTINCTIVE-value"
 

@@ -2,7 +2,8 @@
 
 Reads each sync/*.py with `ast` (nothing is imported) and collects every import in it: at the
 top, inside functions, under TYPE_CHECKING, absolute or relative. A module may import modules of
-its own layer or lower ones, and none of the packages its layer is denied. A module missing from
+its own layer or lower ones, and none of the packages its layer is denied, neither itself nor
+through the sync/ modules it imports (directly or in turn). A module missing from
 the layer table fails the test until it is placed there, so every new module is classified on
 purpose; modules in the table that do not exist yet are simply not checked.
 """
@@ -10,6 +11,8 @@ purpose; modules in the table that do not exist yet are simply not checked.
 from __future__ import annotations
 
 import ast
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +24,7 @@ PACKAGE_DIR = ROOT / PACKAGE
 
 # Bottom to top (DESIGN.md "Shape"); main.py sits above all of them.
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("errors", frozenset({"__init__", "errors"})),
+    ("errors", frozenset({"__init__", "errors", "login"})),
     ("reference", frozenset({"reference"})),
     ("oci", frozenset({"oci"})),
     ("registry", frozenset({"retry", "auth", "registry"})),
@@ -186,6 +189,56 @@ def test_module_imports_nothing_its_layer_is_denied(module: str) -> None:
     assert not problems, "forbidden imports:\n" + "\n".join(problems)
 
 
+def reached_imports(
+    module: str, read: Callable[[str], list[Import]]
+) -> list[tuple[tuple[str, ...], Import]]:
+    """Every import `module` makes through the sync/ modules it imports, each with its path.
+
+    A path is the chain of sync/ modules from `module` to the one that makes the import; each
+    module is visited once, by its shortest chain. The module's own imports are not included:
+    `denied_problems` reports those.
+    """
+    reached: list[tuple[tuple[str, ...], Import]] = []
+    seen = {module}
+    queue: deque[tuple[str, ...]] = deque([(module,)])
+    while queue:
+        chain = queue.popleft()
+        for imp in read(chain[-1]):
+            if len(chain) > 1:
+                reached.append((chain, imp))
+            if imp.internal is not None and imp.internal not in seen:
+                seen.add(imp.internal)
+                queue.append((*chain, imp.internal))
+    return reached
+
+
+def transitive_denied_problems(module: str, read: Callable[[str], list[Import]]) -> list[str]:
+    """One line per denied package `module` reaches through the sync/ modules it imports."""
+    forbidden = forbidden_imports(module)
+    problems: list[str] = []
+    for chain, imp in reached_imports(module, read):
+        named = imp.external if imp.external is not None else f"{PACKAGE}.{imp.internal}"
+        if named in forbidden:
+            via = " -> ".join(f"{PACKAGE}.{m}" for m in chain)
+            problems.append(
+                f"{via}:{imp.line} `{imp.text}`: {_describe(module)} must not import {named}, "
+                "not even through another module"
+            )
+    return problems
+
+
+def _existing_imports(module: str) -> list[Import]:
+    return _imports(module) if (PACKAGE_DIR / f"{module}.py").exists() else []
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_reaches_nothing_its_layer_is_denied_through_other_modules(module: str) -> None:
+    if module not in LAYER_OF:
+        pytest.skip("in no layer; test_every_module_has_a_layer reports it")
+    problems = transitive_denied_problems(module, _existing_imports)
+    assert not problems, "forbidden imports, reached transitively:\n" + "\n".join(problems)
+
+
 def test_main_py_imports_only_classified_sync_modules() -> None:
     path = ROOT / "main.py"
     if not path.exists():
@@ -288,6 +341,24 @@ def test_checker_reports_a_denied_import(module: str, source: str) -> None:
     problems = denied_problems(module, imports_of(source))
     assert problems, f"{module} must not be allowed `{source}`"
     assert f"sync.{module} (layer" in problems[0]
+
+
+def test_checker_reports_a_denied_import_reached_through_another_module() -> None:
+    sources = {
+        "credentials": "from sync import errors\nfrom sync.auth import Credentials\n",
+        "errors": "import json\n",
+        "auth": "from sync.retry import send\n",
+        "retry": "import httpx\n",
+    }
+    problems = transitive_denied_problems("credentials", lambda m: imports_of(sources[m]))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("sync.credentials -> sync.auth -> sync.retry:1 `import httpx`")
+    assert "sync.credentials (layer 5, config) must not import httpx" in problems[0]
+
+
+def test_checker_allows_what_lower_modules_may_import() -> None:
+    sources = {"registry": "from sync import retry\n", "retry": "import httpx\n"}
+    assert transitive_denied_problems("registry", lambda m: imports_of(sources[m])) == []
 
 
 @pytest.mark.parametrize(

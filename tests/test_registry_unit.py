@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 import sync.retry
-from sync.auth import Credentials
 from sync.errors import ManifestError, RegistryError, redact_url
+from sync.login import Credentials
 from sync.oci import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,

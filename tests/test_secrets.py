@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from sync.auth import Credentials
 from sync.config import parse_config
 from sync.credentials import CredentialResolver
 from sync.errors import CredentialError
+from sync.login import Credentials
 from sync.secrets import SecretManagerReader, secret_version_name
 from tests.fake_secret_manager import FakeSecretManager, crc32c
 
