@@ -172,8 +172,6 @@ class Authenticator:
         self._lock = asyncio.Lock()
         self._token_locks: dict[tuple[str, ...], asyncio.Lock] = {}
         self._tokens: dict[tuple[str, ...], _Token] = {}
-        #: Token requests sent (for tests and benchmarks).
-        self.token_requests = 0
         #: Whether the token service issued a token for the configured credentials.
         self.credentials_accepted = False
 
@@ -321,7 +319,6 @@ class Authenticator:
         creds = await self.credentials()
         if creds:
             headers["Authorization"] = creds.basic_header()
-        self.token_requests += 1
         reply = await send_with_retry(
             self._http, "GET", url, headers=headers, policy=self._policy, health=self._health
         )

@@ -87,11 +87,6 @@ class CredentialRef:
     kind: Literal["env", "secret"]
     name: str
 
-    @property
-    def is_full_secret_name(self) -> bool:
-        """A `secret:` REF that names the whole resource (no project needed to expand it)."""
-        return self.kind == "secret" and self.name.startswith("projects/")
-
     def __str__(self) -> str:
         return f"{self.kind}:{self.name}"
 

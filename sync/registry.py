@@ -524,7 +524,7 @@ class RegistryClient:
                     kind=REFERRERS_INVALID,
                 )
             out.extend(_referrer_descriptors(reply.body, str(url)))
-            next_url = _next_link(reply.headers.get("link"))
+            next_url = _next_link(reply)
             if not next_url:
                 return out
             url = url.join(next_url)
@@ -680,7 +680,7 @@ class RegistryClient:
                     kind=TAG_LIST_INVALID,
                 )
             tags.extend(page or [])
-            next_url = _next_link(reply.headers.get("link"))
+            next_url = _next_link(reply)
             if not next_url or page_number == max_pages:
                 return tags
             url = url.join(next_url)
@@ -709,14 +709,9 @@ def _referrer_descriptors(body: bytes, url: str) -> list[dict[str, Any]]:
     return [dict(item) for item in items]
 
 
-def _next_link(header: str | None) -> str | None:
-    if not header:
-        return None
-    for part in header.split(","):
-        match = re.match(r"\s*<([^>]*)>\s*;(.*)", part)
-        if match and re.search(r'rel="?next"?', match.group(2)):
-            return match.group(1)
-    return None
+def _next_link(reply: Reply) -> str | None:
+    """The `Link: <...>; rel="next"` target of a paged answer (parsed by httpx), or None."""
+    return reply.response.links.get("next", {}).get("url")
 
 
 async def probe_tls(host: str) -> bool:

@@ -77,10 +77,6 @@ class Version:
             pre = (1,)
         object.__setattr__(self, "precedence", (release, pre))
 
-    @property
-    def is_prerelease(self) -> bool:
-        return bool(self.prerelease)
-
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, Version):
             return NotImplemented
