@@ -144,39 +144,33 @@ class BlobStream:
     async def __aiter__(self) -> AsyncIterator[bytes]:
         # Raw: a blob is the stored bytes. A `Content-Encoding` some CDNs attach to a stored
         # .tar.gz must not be undone, or the bytes no longer hash to the digest.
-        if not self._response.is_stream_consumed:
-            # The socket's reads (often a few tens of KiB each) are gathered into pieces of
-            # BLOB_CHUNK with one join: hashing, progress and the upload then work per piece,
-            # not per read. (httpx's `aiter_raw(chunk_size)` copies every byte three times.)
-            received = 0
-            pending: list[bytes] = []
-            pending_size = 0
-            try:
-                async for raw in self._response.aiter_raw():
-                    received += len(raw)
-                    pending.append(raw)
-                    pending_size += len(raw)
-                    if pending_size >= BLOB_CHUNK:
-                        yield pending[0] if len(pending) == 1 else b"".join(pending)
-                        pending, pending_size = [], 0
-            except httpx.TransportError as exc:
-                stalled = isinstance(exc, httpx.ReadTimeout)
-                raise RegistryError(
-                    f"the blob stalled after {received} bytes: no byte for the stall period"
-                    if stalled
-                    else f"reading the blob failed after {received} bytes: {type(exc).__name__}",
-                    method="GET",
-                    url=str(self._response.request.url),
-                    temporary=True,
-                    kind=TIMEOUT if stalled else BLOB_READ_FAILED,
-                ) from None
-            if pending:
-                yield b"".join(pending)
-            return
-        # A response built from bytes (an in-process transport) is read already.
-        content = self._response.content
-        for start in range(0, len(content), BLOB_CHUNK):
-            yield content[start : start + BLOB_CHUNK]
+        # The socket's reads (often a few tens of KiB each) are gathered into pieces of
+        # BLOB_CHUNK with one join: hashing, progress and the upload then work per piece, not
+        # per read. (httpx's `aiter_raw(chunk_size)` copies every byte three times.)
+        received = 0
+        pending: list[bytes] = []
+        pending_size = 0
+        try:
+            async for raw in self._response.aiter_raw():
+                received += len(raw)
+                pending.append(raw)
+                pending_size += len(raw)
+                if pending_size >= BLOB_CHUNK:
+                    yield pending[0] if len(pending) == 1 else b"".join(pending)
+                    pending, pending_size = [], 0
+        except httpx.TransportError as exc:
+            stalled = isinstance(exc, httpx.ReadTimeout)
+            raise RegistryError(
+                f"the blob stalled after {received} bytes: no byte for the stall period"
+                if stalled
+                else f"reading the blob failed after {received} bytes: {type(exc).__name__}",
+                method="GET",
+                url=str(self._response.request.url),
+                temporary=True,
+                kind=TIMEOUT if stalled else BLOB_READ_FAILED,
+            ) from None
+        if pending:
+            yield b"".join(pending)
 
 
 @dataclass(frozen=True, slots=True)

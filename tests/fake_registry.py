@@ -754,6 +754,19 @@ def route(*fakes: FakeRegistry) -> httpx.MockTransport:
         fake = by_host.get(host)
         if fake is None:
             raise AssertionError(f"request to unexpected host {host}: {request.url}")
-        return await fake(request)
+        return unread(await fake(request))
 
     return httpx.MockTransport(handler)
+
+
+def unread(response: httpx.Response) -> httpx.Response:
+    """`response` as a socket delivers it: a body built from bytes (which httpx reads at once)
+    becomes a stream still to be read, so streamed requests see what they see in production."""
+    if not isinstance(response.stream, httpx.ByteStream):
+        return response
+    return httpx.Response(
+        response.status_code,
+        headers=response.headers,
+        stream=_ChunkStream([response.content]),
+        extensions=response.extensions,
+    )
