@@ -52,6 +52,7 @@ from sync.registry import (
     Registries,
     RegistryClient,
     probe_tls,
+    quay_absent,
 )
 from sync.report import (
     ErrorInfo,
@@ -836,7 +837,7 @@ class Engine:
         except AuthenticationError:
             raise
         except RegistryError as exc:
-            if exc.not_found or (exc.status == 401 and not required):
+            if exc.not_found or (quay_absent(exc) and not required):
                 return f"reachable, authenticated; {repository} absent or not readable yet"
             raise
         scheme = client.auth.scheme or "anonymous"
@@ -844,7 +845,13 @@ class Engine:
 
 
 async def _target_head(client: RegistryClient, repository: str, tag: str) -> ManifestInfo | None:
-    """The target's manifest, or None when it is not there (see `_unauthorized_means_missing`)."""
+    """The target's manifest, or None when it is not there.
+
+    Quay's 401 for a repository that does not exist yet (`quay_absent`) means "not there" when
+    the token service accepted our credentials (the copy, with push rights, creates the
+    repository or fails with a clear error). Without credentials the same 401 means the
+    registry wants some: an authentication error, never "missing".
+    """
     try:
         return await client.manifest_head(repository, tag)
     except AuthenticationError:
@@ -852,8 +859,8 @@ async def _target_head(client: RegistryClient, repository: str, tag: str) -> Man
     except RegistryError as exc:
         if exc.not_found:
             return None
-        if exc.status == 401:
-            if _unauthorized_means_missing(client):
+        if quay_absent(exc):
+            if client.auth.credentials_accepted:
                 return None
             raise AuthenticationError(
                 f"{client.host} refused anonymous access to {repository} (no credentials "
@@ -865,19 +872,6 @@ async def _target_head(client: RegistryClient, repository: str, tag: str) -> Man
                 registry=client.host,
             ) from None
         raise
-
-
-def _unauthorized_means_missing(client: RegistryClient) -> bool:
-    """Whether a 401 to a target manifest HEAD means "not there yet".
-
-    Quay answers 401, not 404, for a repository that does not exist yet, even with good
-    credentials. So: when the token service accepted our credentials (it issued a token for
-    them) and the HEAD still says 401, the tag is missing (the copy, with push rights, creates
-    the repository or fails with a clear error). Without credentials the same 401 means the
-    registry wants some: an authentication error, never "missing". Credentials the token
-    service itself refuses never get here (AuthenticationError from the token request).
-    """
-    return client.auth.credentials_accepted
 
 
 def _info(error: ImageSyncError) -> ErrorInfo:

@@ -50,7 +50,7 @@ from sync.errors import (
 )
 from sync.oci import OCI_INDEX, Manifest
 from sync.reference import Reference
-from sync.registry import ManifestInfo, RegistryClient
+from sync.registry import ManifestInfo, RegistryClient, quay_absent
 
 __all__ = [
     "MAX_DEPTH",
@@ -626,12 +626,11 @@ def _stops_the_tag(error: ImageSyncError, job: ReferrerJob) -> bool:
 async def _head_or_none(
     client: RegistryClient, repository: str, reference: str, write: bool
 ) -> ManifestInfo | None:
-    """A manifest HEAD; None when absent. Quay answers a repository it does not have (or will
-    not show) with 401 rather than 404: absent too."""
+    """A manifest HEAD; None when absent (Quay's 401 for a repository too: `quay_absent`)."""
     try:
         return await client.manifest_head(repository, reference, for_write=write)
     except RegistryError as exc:
-        if exc.not_found or (exc.status == 401 and type(exc) is RegistryError):
+        if exc.not_found or quay_absent(exc):
             return None
         raise
 

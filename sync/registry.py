@@ -58,6 +58,7 @@ __all__ = [
     "UploadSession",
     "parse_rate_limit",
     "probe_tls",
+    "quay_absent",
     "resolve_location",
 ]
 
@@ -349,8 +350,8 @@ class RegistryClient:
                     else f" (no credentials configured for {self.host})"
                 )
             elif after_fresh_auth or self.auth.scheme:
-                # Quay answers a missing repository, or one these credentials may not read,
-                # with 401 rather than 404: after a fresh token it means "absent or forbidden".
+                # Quay's 401 for a missing repository (see `quay_absent`): after a fresh token
+                # it means "absent or forbidden".
                 message += " (repository absent, or the credentials lack access)"
         if status == 429 and self.rate_limit is not None:
             message = (message or "too many requests") + (
@@ -706,6 +707,16 @@ def _referrer_descriptors(body: bytes, url: str) -> list[dict[str, Any]]:
 def _next_link(reply: Reply) -> str | None:
     """The `Link: <...>; rel="next"` target of a paged answer (parsed by httpx), or None."""
     return reply.response.links.get("next", {}).get("url")
+
+
+def quay_absent(error: RegistryError) -> bool:
+    """Whether `error` is Quay's way of saying a repository is not there.
+
+    Quay answers 401, not 404, for a repository that does not exist (or that these credentials
+    may not read), even with good credentials and a fresh token. An AuthenticationError is not
+    this: it says the credentials were refused (Basic auth, or the token service).
+    """
+    return error.status == 401 and not isinstance(error, AuthenticationError)
 
 
 async def probe_tls(host: str) -> bool:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 import sync.retry
-from sync.errors import ManifestError, RegistryError, redact_url
+from sync.errors import AuthenticationError, ManifestError, RegistryError, redact_url
 from sync.login import Credentials
 from sync.oci import (
     DOCKER_MANIFEST,
@@ -32,6 +32,7 @@ from sync.registry import (
     RegistryClient,
     UploadSession,
     parse_rate_limit,
+    quay_absent,
     resolve_location,
 )
 from sync.retry import RetryPolicy
@@ -702,3 +703,19 @@ def test_blob_bytes_arrive_as_stored_even_with_a_content_encoding_header() -> No
 
     data = run(fake, lambda c: c.blob_get("team/app", digest))
     assert digest_of(data) == digest, f"got {len(data)} bytes, stored {len(stored)}"
+
+
+@pytest.mark.parametrize(
+    ("error", "absent"),
+    [
+        (RegistryError("unauthorized", status=401), True),
+        (AuthenticationError("credentials refused", status=401), False),
+        (RegistryError("denied", status=403), False),
+        (RegistryError("unknown", status=404, codes=("NAME_UNKNOWN",)), False),
+    ],
+    ids=["plain 401", "authentication error", "403", "404"],
+)
+def test_quay_absent_is_a_401_that_is_no_authentication_error(
+    error: RegistryError, absent: bool
+) -> None:
+    assert quay_absent(error) is absent
