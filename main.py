@@ -12,7 +12,7 @@ import contextlib
 import flask
 import functions_framework
 
-from sync import service
+from sync import logs, service
 
 __all__ = ["sync_images"]
 
@@ -30,12 +30,12 @@ def sync_images(request: flask.Request) -> flask.Response:
         answer = service.handle(_incoming(request))
     except Exception:  # the edge: never a traceback (or anything in it) in a response
         with contextlib.suppress(Exception):
-            service.install_logging()
+            logs.install_logging()
         trigger = service.trigger_of(
             request.headers.get(_SCHEDULER_JOB), request.headers.get(_TASK_QUEUE)
         )
         answer = service.internal_error()
-        with service.log_context(trigger=trigger):
+        with logs.log_context(trigger=trigger):
             service.log.exception("internal error in the HTTP adapter", extra={"event": "internal"})
             # handle() writes the summary line of every request it answers; this one it did not.
             service.log_summary(trigger, answer)

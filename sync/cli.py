@@ -29,6 +29,7 @@ from sync.errors import (
     ImageSyncError,
     UsageError,
 )
+from sync.logs import install_handler
 from sync.progress import Display
 from sync.reference import Reference, is_tag, parse_reference
 from sync.versions import discovery_candidates
@@ -373,15 +374,7 @@ def _status_verdict(summary: Mapping[str, Any]) -> str:
 def _setup_logging(verbose: bool, quiet: bool) -> _CliLogHandler:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     handler = _CliLogHandler(verbose)
-    # `image_sync` is the run's story; `sync.*` modules (credentials, secrets) log under their
-    # own names.
-    for name in ("image_sync", "sync"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.setLevel(level)
-        logger.propagate = False
-    # httpx logs every request at INFO (URLs with query strings): keep it quiet.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    install_handler(handler, level)
     return handler
 
 

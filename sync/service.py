@@ -22,20 +22,13 @@ lines by their fields and alerts on them: fields may be added, never renamed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import json
 import logging
 import math
 import os
-import re
-import sys
-import traceback
-import types
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from sync.errors import (
@@ -46,6 +39,7 @@ from sync.errors import (
     ConfigError,
     ImageSyncError,
 )
+from sync.logs import clip, install_logging, log_context, trace_fields
 from sync.reference import is_tag
 
 if TYPE_CHECKING:
@@ -62,22 +56,18 @@ __all__ = [
     "DEADLINE_ENV",
     "DEFAULT_DEADLINE_SECONDS",
     "FIELDS",
-    "LOG_LEVEL_ENV",
     "MAX_BODY_BYTES",
     "SUMMARY_EVENT",
     "Answer",
     "BadRequest",
     "Incoming",
-    "JsonFormatter",
     "RunTimeout",
     "SyncRequest",
     "Trigger",
     "deadline_seconds",
     "error_answer",
     "handle",
-    "install_logging",
     "internal_error",
-    "log_context",
     "log_summary",
     "parse_body",
     "parse_query",
@@ -95,7 +85,6 @@ DEFAULT_DEADLINE_SECONDS = 1500.0
 LAST_RESORT_SECONDS = 30.0
 #: What is left between the last resort and the platform's timeout, for answering.
 ANSWER_MARGIN_SECONDS = 60.0
-LOG_LEVEL_ENV = "LOG_LEVEL"
 MAX_BODY_BYTES = 64 * 1024
 ALLOWED_METHODS = ("GET", "POST")
 FIELDS = ("images", "tags", "dry_run", "discover")
@@ -233,11 +222,7 @@ class SyncRequest:
 
 
 def _names(items: Sequence[str]) -> str:
-    return ", ".join(repr(_clip(item)) for item in items)
-
-
-def _clip(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return ", ".join(repr(clip(item)) for item in items)
 
 
 def _show(value: object) -> str:
@@ -247,10 +232,10 @@ def _show(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     if isinstance(value, str):
-        return f"a string {json.dumps(_clip(value))}"
+        return f"a string {json.dumps(clip(value))}"
     if value is None:
         return "null"
-    return _clip(json.dumps(value))
+    return clip(json.dumps(value))
 
 
 def _check_list(name: str, value: object, *, tags: bool) -> tuple[str, ...]:
@@ -267,7 +252,7 @@ def _check_list(name: str, value: object, *, tags: bool) -> tuple[str, ...]:
             raise BadRequest(f"{name}[{i}]: empty string")
         if tags and not is_tag(item):
             raise BadRequest(
-                f"{name}[{i}]: invalid tag {_clip(item)!r} (letters, digits, '_', '.', '-'; "
+                f"{name}[{i}]: invalid tag {clip(item)!r} (letters, digits, '_', '.', '-'; "
                 "at most 128; not starting with '.' or '-')"
             )
         if item not in out:  # the same name twice means it once
@@ -297,7 +282,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise BadRequest(f"{_clip(key)}: given twice in the JSON body")
+            raise BadRequest(f"{clip(key)}: given twice in the JSON body")
         out[key] = value
     return out
 
@@ -310,7 +295,7 @@ def parse_body(content_type: str | None, body: bytes) -> SyncRequest:
         return SyncRequest()
     mimetype = (content_type or "").split(";", 1)[0].strip().lower()
     if mimetype != "application/json":
-        shown = repr(_clip(content_type)) if content_type else "none"
+        shown = repr(clip(content_type)) if content_type else "none"
         raise BadRequest(f"Content-Type: a request body must be application/json, got {shown}")
     try:
         text = body.decode("utf-8-sig")
@@ -340,7 +325,7 @@ def _query_bool(name: str, values: Sequence[str]) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise BadRequest(f"{name}: expected true, false, 1 or 0, got {_clip(values[0])!r}")
+    raise BadRequest(f"{name}: expected true, false, 1 or 0, got {clip(values[0])!r}")
 
 
 def _query_list(name: str, values: Sequence[str]) -> list[str]:
@@ -350,7 +335,7 @@ def _query_list(name: str, values: Sequence[str]) -> list[str]:
         for raw in value.split(","):
             item = raw.strip()
             if not item:
-                raise BadRequest(f"{name}: empty value in the query ({name}={_clip(value)!r})")
+                raise BadRequest(f"{name}: empty value in the query ({name}={clip(value)!r})")
             items.append(item)
     return items
 
@@ -410,7 +395,7 @@ def deadline_seconds(env: Mapping[str, str]) -> float:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(
-            [f"{DEADLINE_ENV}: expected a number of seconds > 0, got {_clip(text, 40)!r}"],
+            [f"{DEADLINE_ENV}: expected a number of seconds > 0, got {clip(text, 40)!r}"],
             source="environment",
         )
     return value
@@ -485,14 +470,14 @@ def handle(incoming: Incoming, env: Mapping[str, str] | None = None) -> Answer:
     trigger = trigger_of(incoming.scheduler_job, incoming.task_queue)
     context: dict[str, object] = {"run_id": run_id, "trigger": trigger}
     if incoming.scheduler_job:
-        context["scheduler_job"] = _clip(incoming.scheduler_job, 200)
+        context["scheduler_job"] = clip(incoming.scheduler_job, 200)
     if incoming.task_queue:
-        context["task_queue"] = _clip(incoming.task_queue, 200)
+        context["task_queue"] = clip(incoming.task_queue, 200)
     if incoming.task_name:
-        context["task"] = _clip(incoming.task_name, 200)
+        context["task"] = clip(incoming.task_name, 200)
         if incoming.task_retry_count:
-            context["task_retry_count"] = _clip(incoming.task_retry_count, 10)
-    context.update(_trace_fields(incoming.trace_header, env))
+            context["task_retry_count"] = clip(incoming.task_retry_count, 10)
+    context.update(trace_fields(incoming.trace_header, env))
     outcome = _Outcome()
     with log_context(**context):
         try:
@@ -606,13 +591,13 @@ def _handle(incoming: Incoming, env: Mapping[str, str], outcome: _Outcome) -> An
     if incoming.method not in ALLOWED_METHODS:
         log.warning(
             "method %s not allowed",
-            _clip(incoming.method, 20),
+            clip(incoming.method, 20),
             extra={"event": "bad_request", "status": 405},
         )
         return error_answer(
             405,
             METHOD_NOT_ALLOWED,
-            f"method {_clip(incoming.method, 20)} not allowed; use POST (JSON body) or GET "
+            f"method {clip(incoming.method, 20)} not allowed; use POST (JSON body) or GET "
             "(query string)",
             headers={"Allow": ", ".join(ALLOWED_METHODS)},
         )
@@ -710,7 +695,7 @@ def _dispatch(
             "method": incoming.method,
             "queue": settings.queue,
             "tasks": len(units),
-            "schedule_time": _clip(incoming.schedule_time, 64) if incoming.schedule_time else None,
+            "schedule_time": clip(incoming.schedule_time, 64) if incoming.schedule_time else None,
         },
     )
     queue = fanout.CloudTasksQueue(settings.queue, env=env)
@@ -745,117 +730,3 @@ def _bad_request(exc: BadRequest) -> Answer:
         "bad request: %s", exc.message, extra={"event": "bad_request", "status": exc.status}
     )
     return error_answer(exc.status, BAD_REQUEST, exc.message)
-
-
-# ---------------------------------------------------------------------------------------------
-# Logging for Cloud Logging
-
-_CONTEXT: contextvars.ContextVar[Mapping[str, object]] = contextvars.ContextVar(
-    "image_sync_log_context", default=types.MappingProxyType({})
-)
-
-# Attributes every LogRecord has: everything else on a record came in through `extra`.
-_RECORD_ATTRIBUTES = frozenset(
-    vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None)).keys()
-) | {"message", "asctime", "taskName"}
-_SEVERITY = {
-    logging.DEBUG: "DEBUG",
-    logging.INFO: "INFO",
-    logging.WARNING: "WARNING",
-    logging.ERROR: "ERROR",
-    logging.CRITICAL: "CRITICAL",
-}
-_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING}
-_LEVELS |= {"ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
-#: The loggers of this project: the engine's, and the modules that log under their own name.
-_LOGGERS = ("image_sync", "sync")
-_TRACE_ID = re.compile(r"[0-9a-f]{32}")
-
-
-@contextlib.contextmanager
-def log_context(**fields: object) -> Iterator[None]:
-    """Adds `fields` to every log line written inside (in this thread and the tasks and
-    threads it starts: asyncio and `to_thread` copy the context)."""
-    token = _CONTEXT.set({**_CONTEXT.get(), **fields})
-    try:
-        yield
-    finally:
-        _CONTEXT.reset(token)
-
-
-def _trace_fields(header: str | None, env: Mapping[str, str]) -> dict[str, object]:
-    """Cloud Logging's trace field from `X-Cloud-Trace-Context: TRACE/SPAN;o=1` or
-    `traceparent: 00-TRACE-SPAN-01`, when the project is known."""
-    project = env.get("GOOGLE_CLOUD_PROJECT")
-    if not header or not project:
-        return {}
-    text = header.strip().lower()
-    trace = text.split("-")[1] if text.startswith("00-") and text.count("-") >= 2 else text
-    trace = trace.split("/", 1)[0]
-    if not _TRACE_ID.fullmatch(trace):
-        return {}
-    return {"logging.googleapis.com/trace": f"projects/{project}/traces/{trace}"}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record, as Cloud Logging reads structured lines from stdout:
-    `severity`, `message`, `time`, `logger`, the `log_context` fields, then the record's
-    `extra` fields (never overriding those before them); a traceback goes in `stack_trace`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "severity": _SEVERITY.get(record.levelno, record.levelname),
-            "message": record.getMessage(),
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
-            "logger": record.name,
-        }
-        for key, value in _CONTEXT.get().items():
-            entry.setdefault(key, value)
-        for key, value in vars(record).items():
-            if key not in _RECORD_ATTRIBUTES and not key.startswith("_"):
-                entry.setdefault(key, value)
-        if record.exc_info:
-            entry["stack_trace"] = "".join(traceback.format_exception(*record.exc_info))
-        if record.stack_info:
-            entry["stack_info"] = record.stack_info
-        return json.dumps(entry, default=str)
-
-
-class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever `sys.stdout` is when a record comes (tests swap it)."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stdout)
-        self.setFormatter(JsonFormatter())
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stdout  # the handler's lock is held here
-        super().emit(record)
-
-
-def _level(env: Mapping[str, str]) -> tuple[int, str | None]:
-    text = (env.get(LOG_LEVEL_ENV) or "").strip().upper()
-    if not text:
-        return logging.INFO, None
-    if text == "WARN":
-        text = "WARNING"
-    if text not in _LEVELS:
-        return logging.INFO, f"{LOG_LEVEL_ENV}={_clip(text, 20)!r} is not a level; using INFO"
-    return _LEVELS[text], None
-
-
-def install_logging(env: Mapping[str, str] | None = None) -> None:
-    """JSON lines on stdout for the project's loggers at `LOG_LEVEL`. Idempotent: the handler
-    is added once; the level follows the environment on every call."""
-    level, problem = _level(os.environ if env is None else env)
-    for name in _LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
-            logger.addHandler(_StdoutHandler())
-        logger.setLevel(level)
-        # Not to the root logger too: the functions framework may give it a handler of its own.
-        logger.propagate = False
-    # httpx logs every request at INFO (URLs with query strings): never here.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, level))
-    if problem:
-        log.warning("%s", problem, extra={"event": "log_level_invalid"})

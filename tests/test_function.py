@@ -26,7 +26,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 import sync.engine
-from sync import service
+from sync import logs, service
 from sync.engine import Engine, RunOptions
 from sync.report import Report
 from tests.bed import images
@@ -791,8 +791,8 @@ def test_an_unknown_log_level_falls_back_to_info_and_says_so(
 def test_the_formatter_keeps_its_own_keys_and_serialises_anything() -> None:
     record = logging.LogRecord("image_sync", logging.WARNING, __file__, 1, "hi %s", ("x",), None)
     record.__dict__.update(severity="FAKE", image="a", digests=("sha256:1",), odd=object())
-    with service.log_context(scheduler_job="job"):
-        entry = json.loads(service.JsonFormatter().format(record))
+    with logs.log_context(scheduler_job="job"):
+        entry = json.loads(logs.JsonFormatter().format(record))
     assert entry["severity"] == "WARNING" and entry["message"] == "hi x"
     assert entry["scheduler_job"] == "job" and entry["image"] == "a"
     assert entry["digests"] == ["sha256:1"] and entry["odd"].startswith("<object")
