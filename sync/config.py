@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictStr,
     ValidationError,
     ValidationInfo,
@@ -267,6 +268,9 @@ class ImageConfig(BaseModel):
     #: Mirror the signatures, attestations and SBOMs referring to each mirrored digest (None:
     #: the top-level setting).
     referrers: bool | None = None
+    # Parsed once, at load (`model_post_init`): the engine asks for them several times per tag.
+    _upstream_ref: Reference = PrivateAttr()
+    _target_ref: Reference = PrivateAttr()
 
     @field_validator("name")
     @classmethod
@@ -324,15 +328,19 @@ class ImageConfig(BaseModel):
                 raise _problem(f"invalid regular expression {pattern!r}: {err}") from None
         return pattern
 
+    def model_post_init(self, context: Any, /) -> None:
+        self._upstream_ref = parse_reference(self.upstream)
+        self._target_ref = parse_reference(self.target)
+
     @property
     def upstream_ref(self) -> Reference:
         """The upstream repository (no tag): `with_tag(tag)` gives what to read."""
-        return parse_reference(self.upstream)
+        return self._upstream_ref
 
     @property
     def target_ref(self) -> Reference:
         """The target repository (no tag): `with_tag(tag)` gives what to write."""
-        return parse_reference(self.target)
+        return self._target_ref
 
     @property
     def tag_regex(self) -> re.Pattern[str] | None:
