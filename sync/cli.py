@@ -503,8 +503,8 @@ class _App:
                             "upstream": image.upstream,
                             "target": image.target,
                             "tags": list(image.tags),
-                            "check_new_tags": image.effective_check_new_tags(config),
-                            "max_tags_to_check": image.effective_max_tags_to_check(config),
+                            "check_new_tags": image.effective_check_new_tags,
+                            "max_tags_to_check": image.effective_max_tags_to_check,
                             "tag_pattern": image.tag_pattern,
                         }
                         for image in config.images
@@ -515,9 +515,7 @@ class _App:
         rows = [["IMAGE", "TAGS", "DISCOVERY", "UPSTREAM -> TARGET"]]
         for image in config.images:
             discovery = (
-                f"newest {image.effective_max_tags_to_check(config)}"
-                if image.discovers_tags(config)
-                else "off"
+                f"newest {image.effective_max_tags_to_check}" if image.discovers_tags else "off"
             )
             rows.append(
                 [
@@ -591,7 +589,7 @@ class _App:
         why = None
         if self.args.no_discover:
             why = "and --no-discover leaves discovered tags out"
-        elif not image.discovers_tags(config):
+        elif not image.discovers_tags:
             why = "and tag discovery is off for it"
         elif not discovery_candidates([tag], pattern=image.tag_regex):
             why = "and it is not a version tag discovery could find" + (

@@ -271,6 +271,8 @@ class ImageConfig(BaseModel):
     # Parsed once, at load (`model_post_init`): the engine asks for them several times per tag.
     _upstream_ref: Reference = PrivateAttr()
     _target_ref: Reference = PrivateAttr()
+    # The settings in effect, the config's where the image has none: settled by `Config` at load.
+    _effective: _Effective = PrivateAttr()
 
     @field_validator("name")
     @classmethod
@@ -347,25 +349,47 @@ class ImageConfig(BaseModel):
         """`tag_pattern` compiled; a discovered tag must `fullmatch` it."""
         return _compile(self.tag_pattern) if self.tag_pattern is not None else None
 
-    def effective_check_new_tags(self, config: Config) -> bool:
-        """Whether this image discovers new upstream tags (its own setting, else the config's)."""
-        return config.check_new_tags if self.check_new_tags is None else self.check_new_tags
-
-    def effective_max_tags_to_check(self, config: Config) -> int:
-        """How many of the newest upstream version tags discovery considers."""
-        if self.max_tags_to_check is None:
-            return config.max_tags_to_check
-        return self.max_tags_to_check
-
-    def effective_referrers(self, config: Config) -> bool:
-        """Whether this image's referrers are mirrored (its own setting, else the config's)."""
-        return config.referrers if self.referrers is None else self.referrers
-
-    def discovers_tags(self, config: Config) -> bool:
-        """Discovery is on and may find something (`max_tags_to_check` > 0)."""
-        return (
-            self.effective_check_new_tags(config) and self.effective_max_tags_to_check(config) > 0
+    def _settle(self, config: Config) -> None:
+        self._effective = _Effective(
+            check_new_tags=(
+                config.check_new_tags if self.check_new_tags is None else self.check_new_tags
+            ),
+            max_tags_to_check=(
+                config.max_tags_to_check
+                if self.max_tags_to_check is None
+                else self.max_tags_to_check
+            ),
+            referrers=config.referrers if self.referrers is None else self.referrers,
         )
+
+    @property
+    def effective_check_new_tags(self) -> bool:
+        """Whether this image discovers new upstream tags (its own setting, else the config's)."""
+        return self._effective.check_new_tags
+
+    @property
+    def effective_max_tags_to_check(self) -> int:
+        """How many of the newest upstream version tags discovery considers."""
+        return self._effective.max_tags_to_check
+
+    @property
+    def effective_referrers(self) -> bool:
+        """Whether this image's referrers are mirrored (its own setting, else the config's)."""
+        return self._effective.referrers
+
+    @property
+    def discovers_tags(self) -> bool:
+        """Discovery is on and may find something (`max_tags_to_check` > 0)."""
+        return self.effective_check_new_tags and self.effective_max_tags_to_check > 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Effective:
+    """An image's settings in effect (see `ImageConfig._settle`)."""
+
+    check_new_tags: bool
+    max_tags_to_check: int
+    referrers: bool
 
 
 class Config(BaseModel):
@@ -419,6 +443,8 @@ class Config(BaseModel):
         )
         if found:
             raise _problems(found)
+        for image in self.images:
+            image._settle(self)
         return self
 
     def image(self, name: str) -> ImageConfig:

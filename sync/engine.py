@@ -322,7 +322,7 @@ class Engine:
             # The configured tags are compared while discovery lists the upstream's tags.
             jobs = [guarded(w) for w in run.work]
             image = run.image
-            if options.discover and not options.compare_only and image.discovers_tags(self.config):
+            if options.discover and not options.compare_only and image.discovers_tags:
                 jobs.insert(0, discover(run))
             await asyncio.gather(*jobs)
 
@@ -443,7 +443,7 @@ class Engine:
         )
         chosen = select_new_tags(
             tags,
-            limit=image.effective_max_tags_to_check(self.config),
+            limit=image.effective_max_tags_to_check,
             pattern=image.tag_regex,
             exclude=set(image.tags),
         )
@@ -639,7 +639,7 @@ class Engine:
         the upstream's 429) makes it `deferred`."""
         image = work.image
         if (
-            not image.effective_referrers(self.config)
+            not image.effective_referrers
             or report.upstream_digest is None
             or report.action not in ("up_to_date", "copied", "would_copy")
         ):
@@ -768,7 +768,7 @@ class Engine:
         version tags (default: the image's `max_tags_to_check`) after `tag_pattern`, newest
         first, configured tags included (they take their places in it)."""
         image = self.config.image(name)
-        limit = image.effective_max_tags_to_check(self.config) if count is None else count
+        limit = image.effective_max_tags_to_check if count is None else count
         tags = await self._client(image.upstream_ref.host).tag_list(image.upstream_ref.repository)
         # select_new_tags with nothing excluded: exactly the window a run takes.
         return select_new_tags(tags, limit=limit, pattern=image.tag_regex, exclude=())

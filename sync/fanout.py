@@ -164,7 +164,7 @@ def plan(
     for image in config.images:
         body: dict[str, object] = {"images": [image.name], "dry_run": dry_run, "discover": discover}
         if tags is not None:
-            if discover and image.discovers_tags(config):
+            if discover and image.discovers_tags:
                 mine = list(tags)
             else:
                 mine = [tag for tag in tags if tag in image.tags]

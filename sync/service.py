@@ -201,7 +201,7 @@ class SyncRequest:
             else list(config.images)
         )
         if self.tags is not None:
-            discovering = self.discover and any(i.discovers_tags(config) for i in selected)
+            discovering = self.discover and any(i.discovers_tags for i in selected)
             configured_tags = {tag for image in selected for tag in image.tags}
             stray = [tag for tag in self.tags if tag not in configured_tags]
             if stray and not discovering:

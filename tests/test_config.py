@@ -125,12 +125,12 @@ def test_per_image_settings_override_the_top_level() -> None:
         "t",
     )
     a, b = cfg.images
-    assert a.effective_check_new_tags(cfg) is True
-    assert a.effective_max_tags_to_check(cfg) == 7
-    assert a.discovers_tags(cfg) is True
-    assert b.effective_check_new_tags(cfg) is False
-    assert b.effective_max_tags_to_check(cfg) == 3
-    assert b.discovers_tags(cfg) is False
+    assert a.effective_check_new_tags is True
+    assert a.effective_max_tags_to_check == 7
+    assert a.discovers_tags is True
+    assert b.effective_check_new_tags is False
+    assert b.effective_max_tags_to_check == 3
+    assert b.discovers_tags is False
 
 
 def test_referrers_are_on_by_default_and_an_image_may_override_the_top_level() -> None:
@@ -140,9 +140,9 @@ def test_referrers_are_on_by_default_and_an_image_may_override_the_top_level() -
         image(name="c", target="quay.io/x/c", referrers=False),
     )
     on = parse_config(config(*images), "t")
-    assert [i.effective_referrers(on) for i in on.images] == [True, True, False]
+    assert [i.effective_referrers for i in on.images] == [True, True, False]
     off = parse_config(config(*images, referrers=False), "t")
-    assert [i.effective_referrers(off) for i in off.images] == [False, True, False]
+    assert [i.effective_referrers for i in off.images] == [False, True, False]
 
 
 def test_tag_pattern_compiles_for_full_matches() -> None:
