@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     single = results[0]
     headers = [
         "mode",
-        "tasks",
+        "tasks per pass",
         "dispatch s",
         "cold: all done s",
         "vs single",
