@@ -163,21 +163,16 @@ class _Work:
         because of that registry (TIMEOUT), not because of the deadline."""
         if self.report is not None:
             return self.report
+        silent = self._silent_host()
         if self.phase == "referrers" and self.image_report is not None:
-            cut = DeadlineExceeded("referrers cut off at the run's hard stop")
+            cut = silent or DeadlineExceeded("referrers cut off at the run's hard stop")
             return self.image_report.model_copy(update={"action": "failed", "error": _info(cut)})
         error: ImageSyncError
         action: TagAction = "failed"
-        if self.phase in {"waiting", "comparing"} and self.silent:
+        if self.phase in {"waiting", "comparing"} and silent is not None:
             # Waiting for a slot held by requests to that host counts too: it is what held
             # the tag up, not the budget.
-            host, waited = max(self.silent.items(), key=lambda item: item[1])
-            error = RegistryError(
-                f"{host} had not answered for {waited:.1f}s when the run's hard stop came",
-                kind=TIMEOUT,
-                temporary=True,
-                registry=host,
-            )
+            error = silent
         elif self.phase == "waiting":
             error = DeadlineExceeded("time budget spent before this tag started")
             action = "deferred"
@@ -197,6 +192,23 @@ class _Work:
             error=_info(error),
         )
 
+    def _silent_host(self) -> RegistryError | None:
+        """The TIMEOUT of the tag's registry that had left a request unanswered longest, if any:
+        the real cause of a tag the hard stop found waiting on it."""
+        if not self.silent:
+            return None
+        return _unanswered(*max(self.silent.items(), key=lambda item: item[1]))
+
+
+def _unanswered(host: str, waited: float) -> RegistryError:
+    """A registry that had left a request unanswered for `waited` seconds at the hard stop."""
+    return RegistryError(
+        f"{host} had not answered for {waited:.1f}s when the run's hard stop came",
+        kind=TIMEOUT,
+        temporary=True,
+        registry=host,
+    )
+
 
 @dataclass(slots=True)
 class _ImageRun:
@@ -212,13 +224,7 @@ class _ImageRun:
         error = self.discovery_error
         if error is None and self.discovery == "running":
             if self.silent is not None:
-                host = self.image.upstream_ref.host
-                error = RegistryError(
-                    f"{host} had not answered for {self.silent:.1f}s when the run's hard stop came",
-                    kind=TIMEOUT,
-                    temporary=True,
-                    registry=host,
-                )
+                error = _unanswered(self.image.upstream_ref.host, self.silent)
             else:
                 error = DeadlineExceeded("tag discovery cut off at the run's hard stop")
         return ImageReport(
@@ -645,6 +651,8 @@ class Engine:
         fields = {"image": image.name, "tag": work.tag, "discovered": work.discovered}
 
         def outcome(action: TagAction, error: ImageSyncError, counts: ReferrerReport) -> TagReport:
+            if action == "failed" and error.temporary:
+                self._temporary_failure = True
             return report.model_copy(
                 update={"action": action, "error": _info(error), "referrers": counts}
             )

@@ -228,6 +228,26 @@ def test_a_referrer_that_fails_fails_the_tag_with_its_own_cause_and_the_others_s
     assert target.tag_digest(DOWN, "1.0") == image, "the image is tagged before its referrers"
     assert target.tag_digest(DOWN, f"sha256-{hexa}.att") == att
     assert report.summary.referrers_failed == 1
+    assert report.retryable is False, "a refused referrer is not fixed by a retry"
+
+
+def test_a_referrer_the_target_refuses_with_503_makes_the_failed_run_retryable() -> None:
+    source = FakeRegistry("hub.test")
+    target = FakeRegistry("quay.test")
+    image = source.add_image(UP, build_image([b"app layer"]), tag="1.0")
+    target.add_image(DOWN, build_image([b"app layer"]), tag="1.0")
+    hexa = image.removeprefix("sha256:")
+    _referrer(source, image, SIG, b"signature", tag=f"sha256-{hexa}.sig")
+    target.fail("POST", r"/blobs/uploads", *[httpx.Response(503)] * 50)
+
+    report = _sync(source, target)
+
+    entry = _entry(report)
+    assert (report.status, entry.state, entry.action) == ("failed", "up_to_date", "failed"), (
+        report.to_json(indent=2)
+    )
+    assert entry.error is not None and entry.error.code == "HTTP_503", entry.error
+    assert report.retryable is True, "a 503 is temporary: the function must answer 500"
 
 
 def test_an_upstream_429_on_a_referrer_defers_the_tag() -> None:
