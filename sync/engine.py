@@ -427,8 +427,9 @@ class Engine:
         """The newest version tags upstream within the image's window, minus configured ones;
         or the error that kept them from being listed (reported on the image)."""
         try:
-            tags = await self._client(image.upstream_ref.host).tag_list(
-                image.upstream_ref.repository
+            # Read once per run, shared with the referrers (their digest tags).
+            tags = await self._referrers.tag_list(
+                self._client(image.upstream_ref.host), image.upstream_ref.repository
             )
         except ImageSyncError as exc:
             log.error(
@@ -438,10 +439,6 @@ class Engine:
                 extra={"event": "discovery_failed", "image": image.name, "code": exc.code},
             )
             return [], exc
-        # Referrers need this list too (their digest tags): it is read once.
-        self._referrers.remember_tags(
-            self._client(image.upstream_ref.host), image.upstream_ref.repository, tags
-        )
         chosen = select_new_tags(
             tags,
             limit=image.effective_max_tags_to_check(self.config),

@@ -33,7 +33,13 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         gc.collect()
 
 
-def _sync(source: FakeRegistry, target: FakeRegistry, options: RunOptions | None = None) -> Report:
+def _sync(
+    source: FakeRegistry,
+    target: FakeRegistry,
+    options: RunOptions | None = None,
+    *,
+    discover: bool = False,
+) -> Report:
     config = parse_config(
         {
             "images": [
@@ -42,6 +48,7 @@ def _sync(source: FakeRegistry, target: FakeRegistry, options: RunOptions | None
                     "upstream": f"{source.host}/{UP}",
                     "target": f"{target.host}/{DOWN}",
                     "tags": ["1.0"],
+                    "check_new_tags": discover,
                 }
             ]
         }
@@ -266,3 +273,19 @@ def test_an_upstream_429_on_a_referrer_defers_the_tag() -> None:
     assert entry.error is not None and entry.error.code == "PULL_BUDGET", entry.error
     assert target.tag_digest(DOWN, "1.0") == image
     assert target.tag_digest(DOWN, f"sha256-{hexa}.sig") is None
+
+
+def test_a_tag_list_that_fails_is_asked_once_for_discovery_and_referrers_together() -> None:
+    source = FakeRegistry("hub.test")
+    target = FakeRegistry("quay.test")
+    image = source.add_image(UP, build_image([b"app layer"]), tag="1.0")
+    target.add_image(DOWN, build_image([b"app layer"]), tag="1.0")
+    denied = httpx.Response(403, json={"errors": [{"code": "DENIED", "message": "no"}]})
+    source.fail("GET", r"/tags/list", *[denied] * 5)
+
+    report = _sync(source, target, discover=True)
+
+    error = report.images[0].discovery_error
+    assert error is not None and error.code == "DENIED", report.to_json(indent=2)
+    assert len(source.matching("GET", r"/tags/list")) == 1, source.log()
+    assert target.tag_digest(DOWN, "1.0") == image
