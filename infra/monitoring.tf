@@ -83,6 +83,11 @@ resource "google_logging_metric" "runs" {
       description = "scheduler, task or manual."
     }
     labels {
+      key         = "kind"
+      value_type  = "STRING"
+      description = "run (a sync, whole or of one image) or dispatch (a fan-out creating its tasks)."
+    }
+    labels {
       key         = "image"
       value_type  = "STRING"
       description = "The image, when the run covered exactly one; empty otherwise."
@@ -92,6 +97,7 @@ resource "google_logging_metric" "runs" {
   label_extractors = {
     status  = "EXTRACT(jsonPayload.status)"
     trigger = "EXTRACT(jsonPayload.trigger)"
+    kind    = "EXTRACT(jsonPayload.kind)"
     image   = "EXTRACT(jsonPayload.image)"
   }
 
@@ -154,7 +160,8 @@ resource "google_monitoring_alert_policy" "run_failed" {
   }
 }
 
-# No run summary at all for 26 h (a request refused by hand, status "rejected", is not a run):
+# No run summary at all for 26 h (a request refused by hand, status "rejected", is not a run,
+# nor is a fan-out's dispatch, kind "dispatch": its tasks may never reach the function):
 # the scheduler job is paused or broken, the function fails before it can log (a broken
 # deployment, a crash at import), or it was never deployed right.
 #
@@ -174,7 +181,7 @@ resource "google_monitoring_alert_policy" "no_run" {
   conditions {
     display_name = "no summary line in 26 h"
     condition_prometheus_query_language {
-      query               = "absent_over_time(${local.runs_promql}{${local.runs_of},status!=\"rejected\"}[26h])"
+      query               = "absent_over_time(${local.runs_promql}{${local.runs_of},kind=\"run\",status!=\"rejected\"}[26h])"
       duration            = "0s"
       evaluation_interval = "300s"
       # The metric has no data until the first run is logged; create the policy anyway.
@@ -214,9 +221,9 @@ resource "google_monitoring_alert_policy" "stuck_partial" {
     display_name = "3 days of partial runs and no ok run"
     condition_prometheus_query_language {
       query                     = <<-EOT
-        sum by (image) (increase(${local.runs_promql}{${local.runs_of},status="partial"}[3d])) >= 3
+        sum by (image) (increase(${local.runs_promql}{${local.runs_of},kind="run",status="partial"}[3d])) >= 3
         unless on (image)
-        sum by (image) (increase(${local.runs_promql}{${local.runs_of},status="ok"}[3d])) > 0
+        sum by (image) (increase(${local.runs_promql}{${local.runs_of},kind="run",status="ok"}[3d])) > 0
       EOT
       duration                  = "0s"
       evaluation_interval       = "3600s"

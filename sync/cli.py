@@ -36,6 +36,7 @@ from sync.versions import discovery_candidates
 
 if TYPE_CHECKING:
     from sync.config import Config
+    from sync.credentials import CredentialResolver
     from sync.engine import Engine, RunOptions
     from sync.report import Report
 
@@ -387,6 +388,19 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
     return asyncio.run(coro)
 
 
+async def _resolvable(credentials: CredentialResolver, host: str) -> dict[str, object]:
+    """check-deps: whether the config's credentials for `host` can be read (never their
+    values). Resolved in a thread: Secret Manager's client blocks."""
+    import asyncio  # noqa: PLC0415
+
+    name = f"credentials for {host}"
+    try:
+        await asyncio.to_thread(credentials, host)
+    except ImageSyncError as exc:
+        return {"check": name, "ok": False, "detail": f"{exc.code}: {exc}"}
+    return {"check": name, "ok": True, "detail": "resolved"}
+
+
 def _reference(text: str, what: str, *, default_tag: str | None = None) -> Reference:
     try:
         return parse_reference(text, default_tag=default_tag)
@@ -406,6 +420,8 @@ class _App:
         self.env = env
         self.out = out
         self.logs = logs
+        #: The credentials of the engine `with_engine` runs (None outside it).
+        self.credentials: CredentialResolver | None = None
 
     def config_path(self) -> Path:
         from sync.config import find_cli_config  # noqa: PLC0415
@@ -448,7 +464,7 @@ class _App:
         from sync.engine import Engine, insecure_hosts, registries_for  # noqa: PLC0415
 
         insecure = await insecure_hosts(ref.host for ref in named) if self.args.insecure else None
-        credentials = CredentialResolver(config, env=self.env)
+        credentials = self.credentials = CredentialResolver(config, env=self.env)
         display = self._display()
         if self.logs is not None:
             self.logs.display = display
@@ -462,6 +478,7 @@ class _App:
             if self.logs is not None:
                 self.logs.display = None
             credentials.close()
+            self.credentials = None
 
     # validate ----------------------------------------------------------------------------
     def validate(self) -> int:
@@ -666,6 +683,12 @@ class _App:
         results: list[dict[str, object]] = [{"check": "config", "ok": True, "detail": str(path)}]
 
         async def body(engine: Engine) -> int:
+            # Credentials first: a registry that lets anyone read never asks for them, so the
+            # access checks below would pass with references that cannot be resolved.
+            assert self.credentials is not None  # set by with_engine
+            for host, settings in config.registries.items():
+                if settings.has_credentials:
+                    results.append(await _resolvable(self.credentials, host))
             checks: dict[tuple[str, str], bool] = {}
             for image in config.images:
                 checks.setdefault((image.upstream_ref.host, image.upstream_ref.repository), True)

@@ -168,21 +168,16 @@ class _Work:
         because of that registry (TIMEOUT), not because of the deadline."""
         if self.report is not None:
             return self.report
+        silent = self._silent_host()
         if self.phase == "referrers" and self.image_report is not None:
-            cut = DeadlineExceeded("referrers cut off at the run's hard stop")
+            cut = silent or DeadlineExceeded("referrers cut off at the run's hard stop")
             return self.image_report.model_copy(update={"action": "failed", "error": _info(cut)})
         error: ImageSyncError
         action: TagAction = "failed"
-        if self.phase in {"waiting", "comparing"} and self.silent:
+        if self.phase in {"waiting", "comparing"} and silent is not None:
             # Waiting for a slot held by requests to that host counts too: it is what held
             # the tag up, not the budget.
-            host, waited = max(self.silent.items(), key=lambda item: item[1])
-            error = RegistryError(
-                f"{host} had not answered for {waited:.1f}s when the run's hard stop came",
-                kind=TIMEOUT,
-                temporary=True,
-                registry=host,
-            )
+            error = silent
         elif self.phase == "waiting":
             error = DeadlineExceeded("time budget spent before this tag started")
             action = "deferred"
@@ -202,6 +197,23 @@ class _Work:
             error=_info(error),
         )
 
+    def _silent_host(self) -> RegistryError | None:
+        """The TIMEOUT of the tag's registry that had left a request unanswered longest, if any:
+        the real cause of a tag the hard stop found waiting on it."""
+        if not self.silent:
+            return None
+        return _unanswered(*max(self.silent.items(), key=lambda item: item[1]))
+
+
+def _unanswered(host: str, waited: float) -> RegistryError:
+    """A registry that had left a request unanswered for `waited` seconds at the hard stop."""
+    return RegistryError(
+        f"{host} had not answered for {waited:.1f}s when the run's hard stop came",
+        kind=TIMEOUT,
+        temporary=True,
+        registry=host,
+    )
+
 
 @dataclass(slots=True)
 class _ImageRun:
@@ -217,13 +229,7 @@ class _ImageRun:
         error = self.discovery_error
         if error is None and self.discovery == "running":
             if self.silent is not None:
-                host = self.image.upstream_ref.host
-                error = RegistryError(
-                    f"{host} had not answered for {self.silent:.1f}s when the run's hard stop came",
-                    kind=TIMEOUT,
-                    temporary=True,
-                    registry=host,
-                )
+                error = _unanswered(self.image.upstream_ref.host, self.silent)
             else:
                 error = DeadlineExceeded("tag discovery cut off at the run's hard stop")
         return ImageReport(
@@ -426,8 +432,9 @@ class Engine:
         """The newest version tags upstream within the image's window, minus configured ones;
         or the error that kept them from being listed (reported on the image)."""
         try:
-            tags = await self._client(image.upstream_ref.host).tag_list(
-                image.upstream_ref.repository
+            # Read once per run, shared with the referrers (their digest tags).
+            tags = await self._referrers.tag_list(
+                self._client(image.upstream_ref.host), image.upstream_ref.repository
             )
         except ImageSyncError as exc:
             log.error(
@@ -437,10 +444,6 @@ class Engine:
                 extra={"event": "discovery_failed", "image": image.name, "code": exc.code},
             )
             return [], exc
-        # Referrers need this list too (their digest tags): it is read once.
-        self._referrers.remember_tags(
-            self._client(image.upstream_ref.host), image.upstream_ref.repository, tags
-        )
         chosen = select_new_tags(
             tags,
             limit=image.effective_max_tags_to_check,
@@ -650,6 +653,8 @@ class Engine:
         fields = {"image": image.name, "tag": work.tag, "discovered": work.discovered}
 
         def outcome(action: TagAction, error: ImageSyncError, counts: ReferrerReport) -> TagReport:
+            if action == "failed" and error.temporary:
+                self._temporary_failure = True
             return report.model_copy(
                 update={"action": action, "error": _info(error), "referrers": counts}
             )

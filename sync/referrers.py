@@ -170,18 +170,17 @@ class Referrers:
 
     # -- shared, once per run ------------------------------------------------------------------
 
-    def remember_tags(self, client: RegistryClient, repository: str, tags: Iterable[str]) -> None:
-        """The repository's tag list as discovery read it: reused, never read twice."""
-        key = (client.host, repository)
-        if key not in self._tag_lists:
-            done: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
-            done.set_result(list(tags))
-            self._tag_lists[key] = done
-
-    async def _tag_list(self, client: RegistryClient, repository: str) -> list[str]:
+    async def tag_list(self, client: RegistryClient, repository: str) -> list[str]:
+        """The repository's tag list, read at most once per run and shared by discovery and
+        every tag's referrers. A failure is kept too: asking again in the same run would only
+        spend requests on a registry that rate-limits tag listing (Quay) and fail the same way."""
         key = (client.host, repository)
         return await _once(
-            self._tag_lists, key, lambda: client.tag_list(repository), self._copier.start
+            self._tag_lists,
+            key,
+            lambda: client.tag_list(repository),
+            self._copier.start,
+            keep_failure=True,
         )
 
     async def _head(
@@ -219,7 +218,7 @@ class Referrers:
         """Bring the tag's referrers along (or count what a dry run would copy). Failures of
         single referrers are counted and the first kept in `error`; a refusal by the gate (time
         budget, pull allowance) and an upstream 429 are raised, the engine defers the tag."""
-        tags = await self._tag_list(job.source, job.source_repo)
+        tags = await self.tag_list(job.source, job.source_repo)
         by_subject = _digest_tags(tags)
         use_api = await self._upstream_has_api(job, tags)
         counts = ReferrerCounts()
@@ -640,11 +639,14 @@ async def _once(
     key: _K,
     make: Callable[[], Awaitable[_V]],
     start: Callable[[Coroutine[Any, Any, _V]], asyncio.Future[_V]],
+    *,
+    keep_failure: bool = False,
 ) -> _V:
-    """One request per key and run, shared by concurrent callers; a failure is not kept.
-    `start` runs it as a task the run's hard stop can cancel (the copier's)."""
+    """One request per key and run, shared by concurrent callers; a failure is not kept unless
+    `keep_failure`. `start` runs it as a task the run's hard stop can cancel (the copier's)."""
     pending = cache.get(key)
-    if pending is None or (pending.done() and pending.exception() is not None):
+    failed = pending is not None and pending.done() and pending.exception() is not None
+    if pending is None or (failed and not keep_failure):
         pending = start(_run(make))
         cache[key] = pending
     return await asyncio.shield(pending)

@@ -513,7 +513,10 @@ def log_summary(
     means the deployment itself sends something wrong. A fan-out's dispatch: its status (`ok`,
     or `failed` when a task could not be created), the images it dispatched, zero counts, and
     `dispatch` (`tasks`, `created`, `already`, `failed`); each task writes its own line."""
-    fields: dict[str, object] = {"event": SUMMARY_EVENT, "trigger": trigger}
+    # `kind` tells a fan-out's dispatch from a run: the no-run alert counts runs only, so that
+    # a dispatch whose tasks never reach the function still alerts.
+    kind = "dispatch" if dispatch is not None else "run"
+    fields: dict[str, object] = {"event": SUMMARY_EVENT, "trigger": trigger, "kind": kind}
     if dispatch is not None:
         from sync.report import summarize  # noqa: PLC0415
 

@@ -431,6 +431,30 @@ def test_check_deps_with_an_unreachable_registry_exits_1_naming_it(
     )
 
 
+def test_check_deps_fails_credentials_that_cannot_be_resolved_even_where_none_are_asked_for(
+    scenario: Scenario, anon_registry: RegistryServer
+) -> None:
+    host = anon_registry.host  # no auth at all: it never asks for the credentials
+    config = {
+        "images": [
+            {"name": NAME, "upstream": f"{host}/i/a", "target": f"{host}/s/a", "tags": ["1.0"]}
+        ],
+        "registries": {
+            host: {"tls": "disabled", "username": "env:NOPE_USER", "password": "env:NOPE_PASS"}
+        },
+    }
+    path = scenario.workdir / "unresolvable.json"
+    path.write_text(json.dumps(config))
+
+    result = scenario.cli("check-deps", config=path)
+
+    _expect(result, EXIT_FAILED)
+    failing = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(failing) == 1 and "credentials" in failing[0] and "NOPE_USER" in failing[0], (
+        f"want one FAIL line naming the credentials and the variable; {result.describe()}"
+    )
+
+
 # -- copy -----------------------------------------------------------------------------------------
 
 

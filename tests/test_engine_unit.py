@@ -196,3 +196,24 @@ def test_a_hard_deadline_cuts_a_copy_off_and_the_report_still_comes() -> None:
     assert {t.action for t in report.images[0].tags} == {"failed"}, report.to_json(indent=2)
     assert {t.error.code for t in report.images[0].tags if t.error} == {"DEADLINE"}
     assert target.tag_digest("sail-dev/app", "1.0") is None, "a cut-off copy was tagged"
+
+
+def test_referrers_held_up_by_a_silent_upstream_at_the_hard_stop_fail_with_timeout() -> None:
+    source, target = _seeded()
+    for tag, layer in (("1.0", b"layer one"), ("2.0", b"layer two")):
+        target.add_image("sail-dev/app", build_image([layer]), tag=tag)
+
+    async def hang(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path.endswith("/tags/list"):
+            await asyncio.sleep(3600)
+        return None
+
+    source.hooks.append(hang)
+
+    # The tag list (for the referrers) hangs past SILENT_SECONDS before the hard stop.
+    report = _sync(source, target, RunOptions(hard_deadline=2.6))
+
+    tags = report.images[0].tags
+    assert {(t.state, t.action) for t in tags} == {("up_to_date", "failed")}, report.to_json()
+    assert {t.error.code for t in tags if t.error} == {"TIMEOUT"}, report.to_json(indent=2)
+    assert report.retryable is True

@@ -218,9 +218,9 @@ def test_a_refused_enqueue_answers_500_and_the_retry_creates_only_what_is_missin
         for line in capsys.readouterr().out.splitlines()
         if '"event": "summary"' in line
     ]
-    assert [(s["status"], s["severity"], s["trigger"]) for s in summary] == [
-        ("failed", "ERROR", "scheduler")
-    ]
+    assert [(s["status"], s["severity"], s["trigger"], s["kind"]) for s in summary] == [
+        ("failed", "ERROR", "scheduler", "dispatch")
+    ], "a dispatch is no run: the no-run alert must not count it"
     assert summary[0]["dispatch"] == {"tasks": 3, "created": 2, "already": 0, "failed": 1}
 
     status, retry = _answer(_scheduled(), env)

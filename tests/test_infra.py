@@ -992,7 +992,8 @@ def test_the_no_run_alert_looks_back_26_hours_with_promql() -> None:
     condition = condition_of(policy, "condition_prometheus_query_language")
     query = promql_metric(tf, str(condition["query"]))
     assert query == (
-        'absent_over_time(RUNS{monitored_resource="cloud_run_revision",status!="rejected"}[26h])'
+        'absent_over_time(RUNS{monitored_resource="cloud_run_revision",kind="run",'
+        'status!="rejected"}[26h])'
     ), query
     assert condition.get("disable_metric_validation") is True, "the metric is empty until a run"
     for name, body in alert_policies().items():
@@ -1010,9 +1011,9 @@ def test_the_partial_alert_is_a_warning_over_3_days_per_image() -> None:
         ).split()
     )
     assert query == (
-        'sum by (image) (increase(RUNS{monitored_resource="cloud_run_revision",status="partial"}'
-        "[3d])) >= 3 unless on (image) sum by (image) (increase(RUNS{monitored_resource="
-        '"cloud_run_revision",status="ok"}[3d])) > 0'
+        'sum by (image) (increase(RUNS{monitored_resource="cloud_run_revision",kind="run",'
+        'status="partial"}[3d])) >= 3 unless on (image) sum by (image) (increase(RUNS{'
+        'monitored_resource="cloud_run_revision",kind="run",status="ok"}[3d])) > 0'
     ), query
 
 
@@ -1115,14 +1116,22 @@ def test_the_run_metric_matches_the_summary_line_a_real_run_writes(
     extractors = metric.get("label_extractors") or {}
     descriptor = one(metric.get("metric_descriptor"), "metric_descriptor")
     declared = {label["key"] for label in descriptor.get("labels", [])}
-    assert set(extractors) == declared == {"status", "trigger", "image"}, (extractors, declared)
+    assert set(extractors) == declared == {"status", "trigger", "kind", "image"}, (
+        extractors,
+        declared,
+    )
     for label, extractor in extractors.items():
         match = re.fullmatch(r"EXTRACT\(jsonPayload\.(\w+)\)", str(extractor))
         assert match, f"label {label}: unexpected extractor {extractor!r}"
         assert isinstance(line.get(match.group(1)), str), (
             f"label {label} reads jsonPayload.{match.group(1)}, which the line lacks: {line}"
         )
-    assert (line["status"], line["trigger"], line["image"]) == ("failed", "scheduler", "hello")
+    assert (line["status"], line["trigger"], line["kind"], line["image"]) == (
+        "failed",
+        "scheduler",
+        "run",
+        "hello",
+    )
 
     # The failure alert: the metric, and a label value the line has.
     policy = policy_with("condition_threshold", 'metric.label.status="failed"')

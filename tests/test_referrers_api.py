@@ -33,7 +33,13 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         gc.collect()
 
 
-def _sync(source: FakeRegistry, target: FakeRegistry, options: RunOptions | None = None) -> Report:
+def _sync(
+    source: FakeRegistry,
+    target: FakeRegistry,
+    options: RunOptions | None = None,
+    *,
+    discover: bool = False,
+) -> Report:
     config = parse_config(
         {
             "images": [
@@ -42,6 +48,7 @@ def _sync(source: FakeRegistry, target: FakeRegistry, options: RunOptions | None
                     "upstream": f"{source.host}/{UP}",
                     "target": f"{target.host}/{DOWN}",
                     "tags": ["1.0"],
+                    "check_new_tags": discover,
                 }
             ]
         }
@@ -228,6 +235,26 @@ def test_a_referrer_that_fails_fails_the_tag_with_its_own_cause_and_the_others_s
     assert target.tag_digest(DOWN, "1.0") == image, "the image is tagged before its referrers"
     assert target.tag_digest(DOWN, f"sha256-{hexa}.att") == att
     assert report.summary.referrers_failed == 1
+    assert report.retryable is False, "a refused referrer is not fixed by a retry"
+
+
+def test_a_referrer_the_target_refuses_with_503_makes_the_failed_run_retryable() -> None:
+    source = FakeRegistry("hub.test")
+    target = FakeRegistry("quay.test")
+    image = source.add_image(UP, build_image([b"app layer"]), tag="1.0")
+    target.add_image(DOWN, build_image([b"app layer"]), tag="1.0")
+    hexa = image.removeprefix("sha256:")
+    _referrer(source, image, SIG, b"signature", tag=f"sha256-{hexa}.sig")
+    target.fail("POST", r"/blobs/uploads", *[httpx.Response(503)] * 50)
+
+    report = _sync(source, target)
+
+    entry = _entry(report)
+    assert (report.status, entry.state, entry.action) == ("failed", "up_to_date", "failed"), (
+        report.to_json(indent=2)
+    )
+    assert entry.error is not None and entry.error.code == "HTTP_503", entry.error
+    assert report.retryable is True, "a 503 is temporary: the function must answer 500"
 
 
 def test_an_upstream_429_on_a_referrer_defers_the_tag() -> None:
@@ -246,3 +273,19 @@ def test_an_upstream_429_on_a_referrer_defers_the_tag() -> None:
     assert entry.error is not None and entry.error.code == "PULL_BUDGET", entry.error
     assert target.tag_digest(DOWN, "1.0") == image
     assert target.tag_digest(DOWN, f"sha256-{hexa}.sig") is None
+
+
+def test_a_tag_list_that_fails_is_asked_once_for_discovery_and_referrers_together() -> None:
+    source = FakeRegistry("hub.test")
+    target = FakeRegistry("quay.test")
+    image = source.add_image(UP, build_image([b"app layer"]), tag="1.0")
+    target.add_image(DOWN, build_image([b"app layer"]), tag="1.0")
+    denied = httpx.Response(403, json={"errors": [{"code": "DENIED", "message": "no"}]})
+    source.fail("GET", r"/tags/list", *[denied] * 5)
+
+    report = _sync(source, target, discover=True)
+
+    error = report.images[0].discovery_error
+    assert error is not None and error.code == "DENIED", report.to_json(indent=2)
+    assert len(source.matching("GET", r"/tags/list")) == 1, source.log()
+    assert target.tag_digest(DOWN, "1.0") == image
