@@ -22,6 +22,15 @@ from sync.config import parse_config
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = [sys.executable, "-m", "demo"]
 _RUN_TIMEOUT = 150.0
+# A terminal's foreground job has SIGINT at its default. Tests run as a background job of a
+# non-interactive shell (as CI may) inherit it ignored, and a Python started with SIGINT ignored
+# never raises KeyboardInterrupt: reset it before the demo starts, as a terminal would have it.
+_WITH_DEFAULT_SIGINT = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])",
+]
 
 
 def _demo_env(**overrides: str) -> dict[str, str]:
@@ -157,7 +166,7 @@ def test_demo_runs_end_to_end_and_keep_leaves_it_to_try_the_cli_on() -> None:
 def test_demo_ctrl_c_stops_everything() -> None:
     """Ctrl-C on a terminal: SIGINT to the demo's whole process group, mid-run."""
     with subprocess.Popen(
-        DEMO,
+        _WITH_DEFAULT_SIGINT + DEMO[1:],
         cwd=ROOT,
         env=_demo_env(),
         stdin=subprocess.DEVNULL,
