@@ -30,8 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,15 +173,6 @@ def _codes(report: Report) -> str:
     return f"{tag_text}; discovery: {disc_text}"
 
 
-@contextmanager
-def _target(base: Path) -> Iterator[RegistryServer]:
-    server = start_registry("anonymous", base_dir=base / "target")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 images x 2 tags")
@@ -206,7 +195,10 @@ def main() -> int:
         f"{policy.unanswered_attempts}"
     )
     outcomes: list[tuple[Outcome, float, float | None]] = []
-    with tempfile.TemporaryDirectory(prefix="failure-bench-") as tmp, _target(Path(tmp)) as target:
+    with (
+        tempfile.TemporaryDirectory(prefix="failure-bench-") as tmp,
+        start_registry("anonymous", base_dir=Path(tmp) / "target") as target,
+    ):
         for deadline in deadlines:
             with SilentServer() as silent:
                 outcome = _run("hung", silent.host, target, args, deadline=deadline, silent=silent)

@@ -25,8 +25,8 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,15 +89,6 @@ def _config(base: Path, hub: RegistryServer, target: RegistryServer, count: int)
     return write_config(base / "image-sync-config.json", entries, [hub.host, target.host])
 
 
-@contextmanager
-def _target(base: Path) -> Iterator[RegistryServer]:
-    server = start_registry("anonymous", base_dir=base / "target")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def _post(client: httpx.Client, url: str, schedule_time: str) -> tuple[float, httpx.Response]:
     start = time.monotonic()
     response = client.post(url, content=b"{}", headers=scheduler_headers(schedule_time))
@@ -107,7 +98,7 @@ def _post(client: httpx.Client, url: str, schedule_time: str) -> tuple[float, ht
 def _single(base: Path, hub: RegistryServer, expected: Sequence[tuple[str, str, str]]) -> Result:
     load_before = load_average()
     with (
-        _target(base) as target,
+        start_registry("anonymous", base_dir=base / "target") as target,
         function_server(
             _config(base, hub, target, len(expected) // 2),
             base / "function",
@@ -134,7 +125,7 @@ def _fanout(
     count = len(expected) // 2
     load_before = load_average()
     with ExitStack() as stack:
-        target = stack.enter_context(_target(base))
+        target = stack.enter_context(start_registry("anonymous", base_dir=base / "target"))
         tasks = stack.enter_context(
             FakeCloudTasks(queues=[QUEUE], max_concurrent=concurrency, max_attempts=3)
         )

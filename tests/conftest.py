@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sync.logs import LOGGERS
 from tests.bed.registry import (
     AUTH_MODES,
     AuthMode,
@@ -103,7 +104,7 @@ def any_registry(
 def restore_loggers() -> Iterator[None]:
     """The project's loggers as they were, after a test that let the function install its JSON
     handler (which also stops propagation, hiding records from caplog in later tests)."""
-    loggers = [logging.getLogger(name) for name in ("image_sync", "sync", "httpx")]
+    loggers = [logging.getLogger(name) for name in (*LOGGERS, "httpx")]
     saved = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
     yield
     for lg, handlers, level, propagate in saved:

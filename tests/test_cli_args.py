@@ -5,7 +5,6 @@ before any network call (every config here points at a loopback port that refuse
 from __future__ import annotations
 
 import json
-import logging
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,17 +27,8 @@ COMMANDS = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _logging_restored() -> Iterator[None]:
-    """`cli.main` sets up its loggers (handlers, level, no propagation); in process, put them
-    back as they were so that later tests' log capture still sees records."""
-    loggers = [logging.getLogger(name) for name in ("image_sync", "sync", "httpx")]
-    saved = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
-    yield
-    for logger, handlers, level, propagate in saved:
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-        logger.propagate = propagate
+# `cli.main` sets up its loggers (handlers, level, no propagation): put them back afterwards.
+pytestmark = pytest.mark.usefixtures("restore_loggers")
 
 
 @pytest.fixture

@@ -68,19 +68,12 @@ def client() -> FlaskClient:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, restore_loggers: None) -> None:
     """A clean environment (no Docker config either) and the loggers restored afterwards, so
     the function's JSON handler does not leak into other tests."""
     for name in FUNCTION_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
-    loggers = [logging.getLogger(name) for name in ("image_sync", "sync", "httpx")]
-    saved = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
-    yield
-    for lg, handlers, level, propagate in saved:
-        lg.handlers[:] = handlers
-        lg.setLevel(level)
-        lg.propagate = propagate
 
 
 def write_config(

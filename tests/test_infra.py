@@ -15,7 +15,6 @@ import contextlib
 import functools
 import io
 import json
-import logging
 import os
 import re
 import shutil
@@ -1050,7 +1049,9 @@ def metric_filter(tf: Terraform, metric: Block) -> dict[str, str]:
 
 
 @pytest.fixture
-def failed_run_line(anon_registry: RegistryServer, tmp_path: Path) -> dict[str, Any]:
+def failed_run_line(
+    anon_registry: RegistryServer, tmp_path: Path, restore_loggers: None
+) -> dict[str, Any]:
     """The summary line of a real failed run of one image (a configured tag missing upstream),
     answered by service.handle as the function does for Cloud Scheduler."""
     host = anon_registry.host
@@ -1077,16 +1078,8 @@ def failed_run_line(anon_registry: RegistryServer, tmp_path: Path) -> dict[str, 
         scheduler_job="image-sync-schedule",
     )
     stream = io.StringIO()
-    loggers = [logging.getLogger(name) for name in ("image_sync", "sync", "httpx")]
-    saved = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
-    try:
-        with contextlib.redirect_stdout(stream):
-            answer = service.handle(incoming, env)
-    finally:
-        for lg, handlers, level, propagate in saved:
-            lg.handlers[:] = handlers
-            lg.setLevel(level)
-            lg.propagate = propagate
+    with contextlib.redirect_stdout(stream):
+        answer = service.handle(incoming, env)
     # A tag missing upstream is permanent: 200 (no scheduler retry); the alert reads the line.
     assert answer.status == 200, answer.body
     lines: list[dict[str, Any]] = [

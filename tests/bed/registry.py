@@ -138,6 +138,12 @@ class RegistryServer:
         sep = "@" if ":" in tag_or_digest else ":"
         return f"{self.host}/{repo}{sep}{tag_or_digest}"
 
+    def __enter__(self) -> RegistryServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         """Terminate (then kill) the registry and its token server; safe to call twice."""
         _stop_process(self.process)
