@@ -1,169 +1,62 @@
-"""An in-memory distribution-API registry for `httpx.MockTransport`, and image builders.
+"""An in-memory distribution-API registry for `httpx.MockTransport`.
 
 `FakeRegistry` stores blobs, manifests and tags per repository and answers `/v2/`, manifests
 (HEAD/GET/PUT/DELETE), blobs (HEAD/GET, optionally redirected to a "CDN" host), uploads (POST
 with a relative `Location` carrying `?_state=`, monolithic PUT with `digest=`, DELETE), mounts,
 and `tags/list` with `n` and `Link` pagination. It can demand Basic or Bearer auth (with its own
-token endpoint on `auth.<host>`), records every request, and takes hooks that inject faults.
-No sockets: `route(*fakes)` gives a MockTransport that dispatches on the request's host.
+token endpoint on `auth.<host>`), records every request, and injects faults by the same rules
+as the fault proxy (`tests.bed.faults`: `add_rule(ResetBody(100), path=...)`); a hook (a
+function of the request) is left for what no rule says, such as holding a request until another
+arrives. Images come from `tests.bed.images`. No sockets: `route(*fakes)` gives a MockTransport
+that dispatches on the request's host.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import inspect
 import itertools
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
 
+from tests.bed.faults import (
+    BODY_FAULTS,
+    TERMINAL,
+    AddHeaders,
+    CdnRedirect,
+    Delay,
+    Fault,
+    FlipByte,
+    Invoke,
+    KeyFunction,
+    ResetBody,
+    ResetRequest,
+    Respond,
+    Rule,
+    Rules,
+    ShortBody,
+    StallBody,
+    StripHeaders,
+    by_path,
+)
+from tests.bed.images import OCI_INDEX, Image, sha256_digest
+
 __all__ = [
-    "DOCKER_FOREIGN_LAYER",
-    "DOCKER_MANIFEST",
-    "DOCKER_MANIFEST_LIST",
-    "OCI_CONFIG",
-    "OCI_INDEX",
-    "OCI_LAYER",
-    "OCI_MANIFEST",
     "FakeRegistry",
     "Hook",
-    "Image",
-    "Index",
     "Recorded",
-    "build_image",
-    "build_index",
-    "chunked_response",
-    "digest_of",
     "route",
-    "truncated_response",
 ]
-
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 
 #: A fault hook: sees every request the fake receives (after it is recorded) and may answer
 #: it instead of the fake by returning a response (or an awaitable of one); None passes it on.
 Hook = Callable[[httpx.Request], "httpx.Response | Awaitable[httpx.Response | None] | None"]
-
-
-def digest_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-# --- images ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Image:
-    """An image manifest as exact bytes, plus every blob it refers to (digest → bytes)."""
-
-    raw: bytes
-    media_type: str
-    digest: str
-    config_digest: str
-    layer_digests: tuple[str, ...]
-    blobs: dict[str, bytes]
-
-    def descriptor(self, platform: str | None = None, **extra: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "mediaType": self.media_type,
-            "digest": self.digest,
-            "size": len(self.raw),
-        }
-        if platform:
-            os_, arch, *variant = platform.split("/")
-            out["platform"] = {"architecture": arch, "os": os_}
-            if variant:
-                out["platform"]["variant"] = variant[0]
-        out.update(extra)
-        return out
-
-
-@dataclass(frozen=True)
-class Index:
-    """An index (or Docker manifest list) as exact bytes, and its child images in order."""
-
-    raw: bytes
-    media_type: str
-    digest: str
-    children: tuple[Image, ...]
-
-
-def _serialize(doc: dict[str, Any]) -> bytes:
-    # Deliberately unusual formatting (3-space indent, trailing newline): any parse and
-    # re-serialise on the way through changes the digest, which the tests would notice.
-    return (json.dumps(doc, indent=3) + "\n").encode()
-
-
-def build_image(
-    layers: Sequence[bytes],
-    *,
-    config: bytes | None = None,
-    media_type: str = OCI_MANIFEST,
-    layer_type: str = OCI_LAYER,
-    with_media_type_field: bool = True,
-    extra_layers: Sequence[dict[str, Any]] = (),
-) -> Image:
-    """An image manifest over `layers`; `extra_layers` are descriptors appended as given
-    (their blobs are not included: foreign layers live outside the registry)."""
-    config = config if config is not None else json.dumps({"layers": len(layers)}).encode()
-    blobs = {digest_of(config): config}
-    layer_descriptors: list[dict[str, Any]] = []
-    for layer in layers:
-        blobs[digest_of(layer)] = layer
-        layer_descriptors.append(
-            {"mediaType": layer_type, "digest": digest_of(layer), "size": len(layer)}
-        )
-    layer_descriptors.extend(extra_layers)
-    doc: dict[str, Any] = {"schemaVersion": 2}
-    if with_media_type_field:
-        doc["mediaType"] = media_type
-    doc["config"] = {"mediaType": OCI_CONFIG, "digest": digest_of(config), "size": len(config)}
-    doc["layers"] = layer_descriptors
-    raw = _serialize(doc)
-    return Image(
-        raw=raw,
-        media_type=media_type,
-        digest=digest_of(raw),
-        config_digest=digest_of(config),
-        layer_digests=tuple(digest_of(layer) for layer in layers),
-        blobs=blobs,
-    )
-
-
-def build_index(
-    children: Sequence[tuple[Image, str]],
-    *,
-    media_type: str = OCI_INDEX,
-    attestations: Sequence[tuple[Image, str]] = (),
-) -> Index:
-    """An index over `(image, platform)` pairs; `attestations` are `(image, subject digest)`
-    pairs listed as `unknown/unknown` with BuildKit's reference annotations."""
-    manifests = [image.descriptor(platform) for image, platform in children]
-    for image, subject in attestations:
-        manifests.append(
-            image.descriptor(
-                "unknown/unknown",
-                annotations={
-                    "vnd.docker.reference.digest": subject,
-                    "vnd.docker.reference.type": "attestation-manifest",
-                },
-            )
-        )
-    raw = _serialize({"schemaVersion": 2, "mediaType": media_type, "manifests": manifests})
-    images = tuple(image for image, _ in children) + tuple(image for image, _ in attestations)
-    return Index(raw=raw, media_type=media_type, digest=digest_of(raw), children=images)
 
 
 # --- requests and faults ----------------------------------------------------------------------
@@ -202,30 +95,16 @@ class Recorded:
         return f"{self.method} {self.url} -> {self.status}"
 
 
-class _TruncatedStream(httpx.AsyncByteStream):
-    def __init__(self, data: bytes, cut: int) -> None:
-        self._data = data
-        self._cut = cut
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield self._data[: self._cut]
-        raise httpx.ReadError("connection reset by peer")
-
-
-def truncated_response(data: bytes, cut: int) -> httpx.Response:
-    """A 200 announcing `len(data)` bytes whose body breaks (ReadError) after `cut` bytes."""
-    return httpx.Response(
-        200,
-        headers={"Content-Length": str(len(data)), "Content-Type": "application/octet-stream"},
-        stream=_TruncatedStream(data, cut),
-    )
-
-
 class _ChunkStream(httpx.AsyncByteStream):
+    """A body still to be read, as from a socket, that may end the way a faulty connection ends
+    it: `then` is "end" (complete), "reset" (ReadError), "short" (the peer closes early: the
+    RemoteProtocolError h11 raises) or "stall" (nothing more, until the reader gives up)."""
+
     # A plain iterator, not an async generator: one abandoned half-way is never finalised
     # later by the garbage collector (at a random point, after its event loop is gone).
-    def __init__(self, chunks: Iterable[bytes]) -> None:
+    def __init__(self, chunks: Iterable[bytes], then: str = "end") -> None:
         self._chunks = iter(chunks)
+        self._then = then
 
     def __aiter__(self) -> _ChunkStream:
         return self
@@ -234,16 +113,16 @@ class _ChunkStream(httpx.AsyncByteStream):
         try:
             return next(self._chunks)
         except StopIteration:
-            raise StopAsyncIteration from None
-
-
-def chunked_response(chunks: Iterable[bytes]) -> httpx.Response:
-    """A 200 whose body is `chunks`, sent without Content-Length (chunked)."""
-    return httpx.Response(
-        200,
-        headers={"Transfer-Encoding": "chunked", "Content-Type": "application/octet-stream"},
-        stream=_ChunkStream(chunks),
-    )
+            pass
+        if self._then == "reset":
+            raise httpx.ReadError("connection reset by peer")
+        if self._then == "short":
+            raise httpx.RemoteProtocolError(
+                "peer closed connection without sending complete message body"
+            )
+        if self._then == "stall":
+            await asyncio.Event().wait()
+        raise StopAsyncIteration
 
 
 def _error(status: int, code: str, message: str, **headers: str) -> httpx.Response:
@@ -330,7 +209,9 @@ class FakeRegistry:
         self.uploads: dict[str, _Upload] = {}
         self.tokens: dict[str, frozenset[tuple[str, str]]] = {}
         self.requests: list[Recorded] = []
+        self.rules = Rules(seed=host)
         self.hooks: list[Hook] = []
+        self._cdn_faults: dict[str, tuple[Fault, ...]] = {}
         self._ids = itertools.count(1)
 
     # -- setup and inspection --------------------------------------------------------------
@@ -350,26 +231,24 @@ class FakeRegistry:
         return self.repos.setdefault(name, _Repo())
 
     def add_blob(self, repo: str, data: bytes) -> str:
-        digest = digest_of(data)
+        digest = sha256_digest(data)
         self.repo(repo).blobs[digest] = data
         return digest
 
     def add_manifest(self, repo: str, raw: bytes, media_type: str, tag: str | None = None) -> str:
-        digest = digest_of(raw)
+        digest = sha256_digest(raw)
         self.repo(repo).manifests[digest] = (raw, media_type)
         if tag:
             self.repo(repo).tags[tag] = digest
         return digest
 
-    def add_image(self, repo: str, image: Image | Index, tag: str | None = None) -> str:
+    def add_image(self, repo: str, image: Image, tag: str | None = None) -> str:
         """Store an image or index with everything it refers to; returns its digest."""
-        if isinstance(image, Index):
-            for child in image.children:
-                self.add_image(repo, child)
-        else:
-            for data in image.blobs.values():
-                self.add_blob(repo, data)
-        return self.add_manifest(repo, image.raw, image.media_type, tag)
+        for data in image.blobs.values():
+            self.add_blob(repo, data)
+        for manifest in image.manifests():
+            self.add_manifest(repo, manifest.manifest, manifest.media_type)
+        return self.add_manifest(repo, image.manifest, image.media_type, tag)
 
     def has_blob(self, repo: str, digest: str) -> bool:
         return digest in self.repos.get(repo, _Repo()).blobs
@@ -399,25 +278,38 @@ class FakeRegistry:
         """Every request so far, one a line (for failure messages)."""
         return "\n".join(str(r) for r in self.requests)
 
-    def fail(
+    def add_rule(
         self,
-        method: str,
-        path: str,
-        *responses: httpx.Response | Callable[[httpx.Request], httpx.Response],
-    ) -> None:
+        fault: Fault,
+        *,
+        method: str = ".*",
+        path: str = ".*",
+        probability: float = 1.0,
+        times: int | None = None,
+        per_path: int | None = None,
+        per_key: int | None = None,
+        key: KeyFunction = by_path,
+    ) -> Rule:
+        """Inject `fault` into the registry's answers as the fault proxy would (same rules, same
+        meaning); returns the rule, counters included. The token endpoint is never faulted."""
+        return self.rules.add(
+            fault,
+            method=method,
+            path=path,
+            probability=probability,
+            times=times,
+            per_path=per_path,
+            per_key=per_key,
+            key=key,
+        )
+
+    def fail(self, method: str, path: str, *responses: httpx.Response) -> None:
         """Answer the next matching requests (method, regex on the path) with `responses`, in
-        order, then behave normally again."""
-        queue = list(responses)
-
-        def hook(request: httpx.Request) -> httpx.Response | None:
-            if not queue or request.method != method or not re.search(path, request.url.path):
-                return None
-            if request.url.netloc.decode("ascii") == self.auth_host:
-                return None
-            answer = queue.pop(0)
-            return answer if isinstance(answer, httpx.Response) else answer(request)
-
-        self.hooks.append(hook)
+        order, then behave normally again: one `Respond` rule each, fired once."""
+        for response in responses:
+            headers = tuple(response.headers.multi_items())
+            answer = Respond(response.status_code, headers, response.read())
+            self.add_rule(answer, method=method, path=path, times=1)
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -428,25 +320,98 @@ class FakeRegistry:
         self.requests.append(record)
         if self.yield_each_request:
             await asyncio.sleep(0)
-        response: httpx.Response | None = None
-        for hook in list(self.hooks):
-            answer = hook(request)
-            if inspect.isawaitable(answer):
-                answer = await answer
-            if answer is not None:
-                response = answer
-                break
+        host = request.url.netloc.decode("ascii")
+        target = request.url.raw_path.decode("ascii")
+        faults = self.rules.choose(request.method, target) if host == self.host else []
+        response = await self._faulted(request, faults)
+        if response is None:
+            for hook in list(self.hooks):
+                answer = hook(request)
+                if inspect.isawaitable(answer):
+                    answer = await answer
+                if answer is not None:
+                    response = answer
+                    break
         if response is None:
             response = self._answer(request)
+        response = self._body_faults(response, faults)
         record.status = response.status_code
         return response
+
+    async def _faulted(
+        self, request: httpx.Request, faults: Sequence[Fault]
+    ) -> httpx.Response | None:
+        """Delays and callbacks, then the answer a fault gives instead of the registry's."""
+        for fault in faults:
+            if isinstance(fault, Delay):
+                await asyncio.sleep(fault.seconds)
+            elif isinstance(fault, Invoke):
+                try:
+                    fault.callback(request.method, request.url.raw_path.decode("ascii"))
+                except ConnectionError:
+                    raise httpx.RemoteProtocolError(
+                        "Server disconnected without sending a response.", request=request
+                    ) from None
+        terminal = next((f for f in faults if isinstance(f, TERMINAL)), None)
+        if isinstance(terminal, Respond):
+            chunked = any(k.lower() == "transfer-encoding" for k, _ in terminal.headers)
+            if chunked:  # no Content-Length: the body runs as long as it runs
+                return httpx.Response(
+                    terminal.status, headers=terminal.headers, stream=_ChunkStream([terminal.body])
+                )
+            return httpx.Response(terminal.status, headers=terminal.headers, content=terminal.body)
+        if isinstance(terminal, ResetRequest):
+            raise httpx.WriteError("connection reset by peer", request=request)
+        m = _BLOB.fullmatch(request.url.path)
+        if isinstance(terminal, CdnRedirect) and request.method == "GET" and m:
+            ticket = f"ticket-{next(self._ids)}"
+            self._cdn_faults[ticket] = tuple(f for f in faults if isinstance(f, BODY_FAULTS))
+            location = (
+                f"https://{self.cdn_host}/blobs/{m['digest']}"
+                f"?X-Amz-Signature=signed&ticket={ticket}"
+            )
+            return httpx.Response(307, headers={"Location": location})
+        return None
+
+    def _body_faults(self, response: httpx.Response, faults: Sequence[Fault]) -> httpx.Response:
+        """Header changes, then a flipped byte or a body cut off, on the answer."""
+        for fault in faults:
+            if isinstance(fault, AddHeaders):
+                for name, value in fault.headers:
+                    response.headers[name] = value
+            elif isinstance(fault, StripHeaders):
+                for name in fault.names:
+                    if name in response.headers:
+                        del response.headers[name]
+        body = [f for f in faults if isinstance(f, BODY_FAULTS)]
+        if (
+            not body
+            or response.status_code == 307
+            or not isinstance(response.stream, httpx.ByteStream)
+        ):
+            return response
+        data = bytearray(response.content)
+        then, keep = "end", len(data)
+        for fault in body:
+            if isinstance(fault, FlipByte) and data:
+                data[len(data) // 2 if fault.offset is None else fault.offset] ^= 0x01
+            elif isinstance(fault, ResetBody | ShortBody | StallBody):
+                then = {ResetBody: "reset", ShortBody: "short", StallBody: "stall"}[type(fault)]
+                keep = min(fault.after_bytes, len(data))
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_ChunkStream([bytes(data[:keep])] if keep else [], then),
+        )
 
     def _answer(self, request: httpx.Request) -> httpx.Response:
         host = request.url.netloc.decode("ascii")
         if host == self.auth_host:
             return self._token(request)
         if host == self.cdn_host:
-            return self._cdn(request)
+            response = self._cdn(request)
+            ticket = request.url.params.get("ticket")
+            return self._body_faults(response, self._cdn_faults.pop(ticket, ()) if ticket else ())
         path = request.url.path
         method = request.method
         if path == "/v2/":
@@ -590,7 +555,7 @@ class FakeRegistry:
 
     def _manifest_put(self, request: httpx.Request, name: str, ref: str) -> httpx.Response:
         raw = request.content
-        digest = digest_of(raw)
+        digest = sha256_digest(raw)
         media_type = request.headers.get("content-type", "")
         if _DIGEST.fullmatch(ref) and ref != digest:
             return _error(400, "DIGEST_INVALID", f"manifest hashes to {digest}, not {ref}")
@@ -717,8 +682,8 @@ class FakeRegistry:
         if length is None or int(length) != len(request.content):
             return _error(400, "SIZE_INVALID", "Content-Length missing or wrong")
         data = upload.data + request.content
-        if digest_of(data) != digest:
-            return _error(400, "DIGEST_INVALID", f"content hashes to {digest_of(data)}")
+        if sha256_digest(data) != digest:
+            return _error(400, "DIGEST_INVALID", f"content hashes to {sha256_digest(data)}")
         del self.uploads[upload_id]
         self.repo(name).blobs[digest] = data
         return httpx.Response(

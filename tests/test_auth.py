@@ -18,7 +18,8 @@ from sync.errors import RegistryError
 from sync.login import Credentials
 from sync.registry import HostSettings, RegistryClient
 from sync.retry import RetryPolicy
-from tests.fake_registry import FakeRegistry, build_image, digest_of
+from tests.bed.images import image_of, sha256_digest
+from tests.fake_registry import FakeRegistry
 
 FAST = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.01, max_retry_after=1.0)
 USER, PASSWORD = "sail-dev+robot", "s3cr3t-Pa55"
@@ -74,7 +75,7 @@ def run(client: RegistryClient, scenario: Callable[[RegistryClient], Awaitable[T
 
 def seeded(fake: FakeRegistry, *repos: str) -> FakeRegistry:
     for repo in repos:
-        fake.add_image(repo, build_image([repo.encode()]), tag="v1")
+        fake.add_image(repo, image_of([repo.encode()]), tag="v1")
     return fake
 
 
@@ -363,12 +364,12 @@ def test_streamed_upload_gets_its_push_token_before_the_body_is_sent() -> None:
         async def body() -> AsyncIterator[bytes]:
             yield b"abc"
 
-        await client.blob_upload_finish(session, digest_of(b"abc"), 3, body())
+        await client.blob_upload_finish(session, sha256_digest(b"abc"), 3, body())
 
     run(client_for(fake, credentials=robot()), scenario)
     puts = fake.matching("PUT", "/blobs/uploads/")
     assert [p.status for p in puts] == [201], fake.log()
-    assert fake.has_blob("a/b", digest_of(b"abc"))
+    assert fake.has_blob("a/b", sha256_digest(b"abc"))
 
 
 # --- realm checks and bad token replies -----------------------------------------------------
@@ -505,14 +506,14 @@ def test_refused_token_request_names_neither_user_nor_password() -> None:
 
 def test_basic_challenge_means_basic_header_on_every_request() -> None:
     fake = seeded(FakeRegistry(auth="basic", users={USER: PASSWORD}), "a/b")
-    image = build_image([b"a/b"])
+    image = image_of([b"a/b"])
     provider = robot()
 
     async def scenario(client: RegistryClient) -> None:
         await client.manifest_head("a/b", "v1")
         await client.manifest_get("a/b", "v1")
-        await client.blob_head("a/b", image.config_digest)
-        await client.blob_get("a/b", image.config_digest)
+        await client.blob_head("a/b", image.layers[0])
+        await client.blob_get("a/b", image.layers[0])
         await client.tag_list("a/b")
 
     run(client_for(fake, credentials=provider), scenario)

@@ -19,20 +19,17 @@ from sync.login import Credentials
 from sync.reference import parse_reference
 from sync.registry import HostSettings, Registries
 from sync.retry import RetryPolicy
-from tests.fake_registry import (
+from tests.bed.faults import ResetBody, Respond
+from tests.bed.images import (
     DOCKER_FOREIGN_LAYER,
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
-    FakeRegistry,
     Image,
-    Recorded,
-    build_image,
-    build_index,
-    chunked_response,
-    digest_of,
-    route,
-    truncated_response,
+    image_of,
+    index_of,
+    sha256_digest,
 )
+from tests.fake_registry import FakeRegistry, Recorded, route
 
 FAST = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.01, max_retry_after=1.0)
 SOURCE = "src.test/team/app:v1"
@@ -41,10 +38,10 @@ WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 IN_TOTO = "application/vnd.in-toto+json"
 T = TypeVar("T")
 
-AMD64 = build_image([b"base layer", b"amd64 layer"], config=b'{"architecture": "amd64"}')
-ARM64 = build_image([b"base layer", b"arm64 layer " * 50], config=b'{"architecture": "arm64"}')
-ATTESTATION = build_image([b'{"predicate": "sbom"}'], layer_type=IN_TOTO, config=b"{}")
-INDEX = build_index(
+AMD64 = image_of([b"base layer", b"amd64 layer"], config=b'{"architecture": "amd64"}')
+ARM64 = image_of([b"base layer", b"arm64 layer " * 50], config=b'{"architecture": "arm64"}')
+ATTESTATION = image_of([b'{"predicate": "sbom"}'], layer_type=IN_TOTO, config=b"{}")
+INDEX = index_of(
     [(AMD64, "linux/amd64"), (ARM64, "linux/arm64/v8")], attestations=[(ATTESTATION, AMD64.digest)]
 )
 
@@ -161,7 +158,7 @@ def test_index_with_two_children_and_an_attestation_is_copied_completely() -> No
         assert target.has_manifest("mirror/app", child), f"child {child} missing on the target"
     for blob in every_blob(AMD64, ARM64, ATTESTATION):
         assert target.has_blob("mirror/app", blob), f"blob {blob} missing on the target"
-    assert target.repos["mirror/app"].manifests[INDEX.digest][0] == INDEX.raw, "index altered"
+    assert target.repos["mirror/app"].manifests[INDEX.digest][0] == INDEX.manifest, "index altered"
     puts = manifest_puts(target)
     assert sorted(puts[:-1]) == sorted(children) and puts[-1] == "v1", (
         f"children by digest first, then the index by tag; got {puts}"
@@ -189,9 +186,9 @@ def test_each_child_is_pushed_after_its_own_blobs() -> None:
 
 
 def test_docker_manifest_list_keeps_its_media_types() -> None:
-    amd64 = build_image([b"d1"], media_type=DOCKER_MANIFEST)
-    arm64 = build_image([b"d2"], media_type=DOCKER_MANIFEST)
-    index = build_index(
+    amd64 = image_of([b"d1"], media_type=DOCKER_MANIFEST)
+    arm64 = image_of([b"d2"], media_type=DOCKER_MANIFEST)
+    index = index_of(
         [(amd64, "linux/amd64"), (arm64, "linux/arm64")], media_type=DOCKER_MANIFEST_LIST
     )
     source, target = fakes()
@@ -326,11 +323,11 @@ def test_mount_answered_with_a_session_uploads_into_that_session() -> None:
 @pytest.mark.parametrize("cut", [0, 1000, 2999])
 def test_connection_reset_mid_blob_restarts_the_blob_whole(cut: int) -> None:
     big = bytes(range(256)) * 12  # 3072 bytes
-    image = build_image([big, b"small"])
+    image = image_of([big, b"small"])
     source, target = fakes()
     source.add_image("team/app", image, tag="v1")
-    layer = digest_of(big)
-    source.fail("GET", f"/blobs/{layer}$", truncated_response(big, cut))
+    layer = sha256_digest(big)
+    source.add_rule(ResetBody(cut), method="GET", path=f"/blobs/{layer}$", times=1)
 
     result = copy(source, target)
     assert result.digest == image.digest
@@ -348,7 +345,7 @@ def test_connection_reset_mid_blob_restarts_the_blob_whole(cut: int) -> None:
 def test_blob_get_503_is_retried_without_restarting_the_upload() -> None:
     source, target = fakes()
     source.add_image("team/app", AMD64, tag="v1")
-    layer = AMD64.layer_digests[1]
+    layer = AMD64.layers[1]
     source.fail("GET", f"/blobs/{layer}$", httpx.Response(503))
 
     copy(source, target)
@@ -357,24 +354,19 @@ def test_blob_get_503_is_retried_without_restarting_the_upload() -> None:
 
 
 def corrupt_source(data: bytes, corrupted: bytes) -> tuple[FakeRegistry, FakeRegistry, Image]:
-    image = build_image([b"fine layer", data])
+    image = image_of([b"fine layer", data])
     source, target = fakes()
     source.add_image("team/app", image, tag="v1")
-    layer = digest_of(data)
+    layer = sha256_digest(data)
 
-    def corrupt(request: httpx.Request) -> httpx.Response | None:
-        if request.method == "GET" and request.url.path.endswith(layer):
-            return httpx.Response(200, content=corrupted)
-        return None
-
-    source.hooks.append(corrupt)
+    source.add_rule(Respond(200, body=corrupted), method="GET", path=f"/blobs/{layer}$")
     return source, target, image
 
 
 def test_corrupt_blob_fails_naming_digest_and_source_and_nothing_is_tagged() -> None:
     data = b"the true layer content " * 40
     source, target, _ = corrupt_source(data, flip_one_byte(data))
-    layer = digest_of(data)
+    layer = sha256_digest(data)
 
     error = copy_fails(source, target)
     assert isinstance(error, BlobMismatchError), repr(error)
@@ -392,23 +384,19 @@ def test_blob_longer_than_its_descriptor_is_refused() -> None:
     source, target, _ = corrupt_source(data, data + b" and more")
     error = copy_fails(source, target)
     assert isinstance(error, BlobMismatchError), repr(error)
-    assert digest_of(data) in str(error) and "src.test/team/app" in str(error), str(error)
-    assert not target.has_blob("mirror/app", digest_of(data))
+    assert sha256_digest(data) in str(error) and "src.test/team/app" in str(error), str(error)
+    assert not target.has_blob("mirror/app", sha256_digest(data))
     assert manifest_puts(target) == []
 
 
 def test_blob_longer_than_its_descriptor_without_content_length_is_cut_off() -> None:
     data = b"exactly this"
-    image = build_image([data])
+    image = image_of([data])
     source, target = fakes()
     source.add_image("team/app", image, tag="v1")
 
-    def chunked(request: httpx.Request) -> httpx.Response | None:
-        if request.method == "GET" and request.url.path.endswith(digest_of(data)):
-            return chunked_response([data] * 100)
-        return None
-
-    source.hooks.append(chunked)
+    endless = Respond(200, (("Transfer-Encoding", "chunked"),), data * 100)
+    source.add_rule(endless, method="GET", path=f"/blobs/{sha256_digest(data)}$")
     sent: list[int] = []
 
     async def main() -> None:
@@ -417,9 +405,10 @@ def test_blob_longer_than_its_descriptor_without_content_length_is_cut_off() -> 
 
     with pytest.raises(BlobMismatchError, match="more than"):
         run(main())
-    config_size = len(image.blobs[image.config_digest])
-    assert sum(sent) <= config_size + len(data), f"{sum(sent)} bytes passed on: not cut off"
-    assert not target.has_blob("mirror/app", digest_of(data))
+    assert sum(sent) <= sum(len(blob) for blob in image.blobs.values()), (
+        f"{sum(sent)} bytes passed on: not cut off"
+    )
+    assert not target.has_blob("mirror/app", sha256_digest(data))
 
 
 def test_blob_with_a_wrong_content_length_is_refused() -> None:
@@ -446,8 +435,8 @@ def test_target_refusing_the_push_is_reported_and_nothing_is_tagged() -> None:
 
 def test_blob_shared_by_two_concurrent_copies_is_uploaded_once() -> None:
     shared = b"shared base layer " * 100
-    one = build_image([shared, b"one"], config=b'{"image": "one"}')
-    two = build_image([shared, b"two"], config=b'{"image": "two"}')
+    one = image_of([shared, b"one"], config=b'{"image": "one"}')
+    two = image_of([shared, b"two"], config=b'{"image": "two"}')
     source, target = fakes()
     source.add_image("team/one", one, tag="v1")
     source.add_image("team/two", two, tag="v1")
@@ -461,16 +450,15 @@ def test_blob_shared_by_two_concurrent_copies_is_uploaded_once() -> None:
             )
 
     results = run(main())
-    layer = digest_of(shared)
+    layer = sha256_digest(shared)
     assert uploaded(target).count(layer) == 1, f"shared blob uploaded twice:\n{target.log()}"
     assert len(source.matching("GET", f"/blobs/{layer}$")) == 1
     # The copies really overlapped: the second looked for its own config before the first
     # committed the shared layer (else "uploaded once" would prove nothing).
-    requests = target.requests
+    requests, config = target.requests, two.config
+    assert config is not None
     second_started = next(
-        i
-        for i, r in enumerate(requests)
-        if r.method == "HEAD" and r.path.endswith(two.config_digest)
+        i for i, r in enumerate(requests) if r.method == "HEAD" and r.path.endswith(config)
     )
     shared_committed = next(
         i for i, r in enumerate(requests) if r.method == "PUT" and r.param("digest") == layer
@@ -483,25 +471,25 @@ def test_blob_shared_by_two_concurrent_copies_is_uploaded_once() -> None:
 
 def test_failed_background_blob_transfer_does_not_poison_later_copies() -> None:
     bad, slow = b"missing at the source", b"slow layer"
-    first = build_image([bad, slow])
-    second = build_image([slow], config=b"{}")
+    first = image_of([bad, slow])
+    second = image_of([slow], config=b"{}")
     source, target = fakes()
     source.add_image("team/first", first, tag="v1")
     source.add_image("team/second", second, tag="v1")
-    del source.repos["team/first"].blobs[digest_of(bad)]  # GET answers 404
+    del source.repos["team/first"].blobs[sha256_digest(bad)]  # GET answers 404
     gate = asyncio.Event()
     denied_once = [httpx.Response(403, json={"errors": [{"code": "DENIED", "message": "x"}]})]
 
     async def hold_slow(request: httpx.Request) -> httpx.Response | None:
         # `slow` is still on its way when `bad` fails at the source.
-        if request.method == "GET" and request.url.path.endswith(digest_of(bad)):
+        if request.method == "GET" and request.url.path.endswith(sha256_digest(bad)):
             gate.set()
-        if request.method == "GET" and request.url.path.endswith(digest_of(slow)):
+        if request.method == "GET" and request.url.path.endswith(sha256_digest(slow)):
             await gate.wait()
         return None
 
     def deny_slow_once(request: httpx.Request) -> httpx.Response | None:
-        if request.url.params.get("digest") == digest_of(slow) and denied_once:
+        if request.url.params.get("digest") == sha256_digest(slow) and denied_once:
             return denied_once.pop()
         return None
 
@@ -522,7 +510,7 @@ def test_failed_background_blob_transfer_does_not_poison_later_copies() -> None:
 
     result = run(main())
     assert result.digest == second.digest
-    assert target.has_blob("mirror/app", digest_of(slow))
+    assert target.has_blob("mirror/app", sha256_digest(slow))
 
 
 # --- refusals -------------------------------------------------------------------------------
@@ -531,11 +519,11 @@ def test_failed_background_blob_transfer_does_not_poison_later_copies() -> None:
 def foreign_image() -> Image:
     foreign = {
         "mediaType": DOCKER_FOREIGN_LAYER,
-        "digest": digest_of(b"windows base"),
+        "digest": sha256_digest(b"windows base"),
         "size": 12,
         "urls": ["https://mcr.example/windows"],
     }
-    return build_image([b"ordinary"], media_type=DOCKER_MANIFEST, extra_layers=[foreign])
+    return image_of([b"ordinary"], media_type=DOCKER_MANIFEST, extra_layers=[foreign])
 
 
 def schema1_raw() -> bytes:
@@ -550,7 +538,7 @@ def test_foreign_layer_source_is_unsupported_and_nothing_is_written() -> None:
 
     error = copy_fails(source, target)
     assert isinstance(error, UnsupportedError), repr(error)
-    assert "foreign layer" in str(error) and digest_of(b"windows base") in str(error)
+    assert "foreign layer" in str(error) and sha256_digest(b"windows base") in str(error)
     assert writes(target) == [], f"written before refusing:\n{target.log()}"
 
 
@@ -570,7 +558,7 @@ def index_with_bad_child(bad: Image | None) -> tuple[FakeRegistry, FakeRegistry]
     if bad is None:  # a schema-1 child
         raw = schema1_raw()
         source.add_manifest("team/app", raw, "application/json")
-        child = {"mediaType": DOCKER_MANIFEST, "digest": digest_of(raw), "size": len(raw)}
+        child = {"mediaType": DOCKER_MANIFEST, "digest": sha256_digest(raw), "size": len(raw)}
         index_raw = json.dumps(
             {
                 "schemaVersion": 2,
@@ -582,7 +570,7 @@ def index_with_bad_child(bad: Image | None) -> tuple[FakeRegistry, FakeRegistry]
         source.add_manifest("team/app", index_raw, DOCKER_MANIFEST_LIST, "v1")
     else:
         source.add_image(
-            "team/app", build_index([(AMD64, "linux/amd64"), (bad, "windows/amd64")]), tag="v1"
+            "team/app", index_of([(AMD64, "linux/amd64"), (bad, "windows/amd64")]), tag="v1"
         )
     return source, target
 
@@ -614,7 +602,7 @@ def test_source_answering_another_digest_than_asked_is_refused() -> None:
     source.fail(
         "GET",
         "/manifests/",
-        httpx.Response(200, headers={"Content-Type": ARM64.media_type}, content=ARM64.raw),
+        httpx.Response(200, headers={"Content-Type": ARM64.media_type}, content=ARM64.manifest),
     )
     error = copy_fails(source, target, f"src.test/team/app@{AMD64.digest}")
     assert isinstance(error, ImageSyncError) and AMD64.digest in str(error), repr(error)
@@ -626,5 +614,5 @@ def test_source_answering_another_digest_than_asked_is_refused() -> None:
 
 def test_fixture_images_share_the_base_layer_and_differ_otherwise() -> None:
     shared: Sequence[str] = sorted(set(AMD64.blobs) & set(ARM64.blobs))
-    assert shared == [digest_of(b"base layer")], shared
+    assert shared == [sha256_digest(b"base layer")], shared
     assert INDEX.children == (AMD64, ARM64, ATTESTATION)

@@ -14,7 +14,8 @@ from sync.engine import Engine, RunOptions
 from sync.registry import HostSettings, Registries
 from sync.report import Report
 from sync.retry import RetryPolicy
-from tests.fake_registry import FakeRegistry, build_image, route
+from tests.bed.images import image_of
+from tests.fake_registry import FakeRegistry, route
 
 T = TypeVar("T")
 FAST = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.01, max_retry_after=1.0)
@@ -55,8 +56,8 @@ def _sync(source: FakeRegistry, target: FakeRegistry, options: RunOptions) -> Re
 def _seeded() -> tuple[FakeRegistry, FakeRegistry]:
     source = FakeRegistry("hub.test", ratelimit=(100, 50))
     target = FakeRegistry("quay.test")
-    source.add_image("istio/app", build_image([b"layer one"]), tag="1.0")
-    source.add_image("istio/app", build_image([b"layer two"]), tag="2.0")
+    source.add_image("istio/app", image_of([b"layer one"]), tag="1.0")
+    source.add_image("istio/app", image_of([b"layer two"]), tag="2.0")
     return source, target
 
 
@@ -99,8 +100,8 @@ def test_a_429_from_an_upstream_without_pull_limits_defers_the_tag() -> None:
 def test_a_429_from_the_upstreams_token_service_defers_like_a_registry_429() -> None:
     source = FakeRegistry("hub.test", auth="bearer")
     target = FakeRegistry("quay.test")
-    source.add_image("istio/app", build_image([b"layer one"]), tag="1.0")
-    source.add_image("istio/app", build_image([b"layer two"]), tag="2.0")
+    source.add_image("istio/app", image_of([b"layer one"]), tag="1.0")
+    source.add_image("istio/app", image_of([b"layer two"]), tag="2.0")
 
     def token_429(request: httpx.Request) -> httpx.Response | None:
         if request.url.host == source.auth_host:
@@ -201,7 +202,7 @@ def test_a_hard_deadline_cuts_a_copy_off_and_the_report_still_comes() -> None:
 def test_referrers_held_up_by_a_silent_upstream_at_the_hard_stop_fail_with_timeout() -> None:
     source, target = _seeded()
     for tag, layer in (("1.0", b"layer one"), ("2.0", b"layer two")):
-        target.add_image("sail-dev/app", build_image([layer]), tag=tag)
+        target.add_image("sail-dev/app", image_of([layer]), tag=tag)
 
     async def hang(request: httpx.Request) -> httpx.Response | None:
         if request.url.path.endswith("/tags/list"):

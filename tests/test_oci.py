@@ -20,12 +20,8 @@ from sync.oci import (
     is_digest,
     sha256_digest,
 )
-from tests.fake_registry import (
-    DOCKER_FOREIGN_LAYER,
-    build_image,
-    build_index,
-    digest_of,
-)
+from tests.bed.images import DOCKER_FOREIGN_LAYER, image_of, index_of
+from tests.bed.images import sha256_digest as digest_of
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -216,12 +212,12 @@ def test_parse_refuses_malformed_manifests(raw: bytes, problem: str) -> None:
 
 
 def test_parse_keeps_the_exact_bytes_and_their_digest() -> None:
-    image = build_image([b"layer"])
+    image = image_of([b"layer"])
     # Odd whitespace and key order that any re-serialisation would lose.
     raw = b'{\n\t"schemaVersion" :2 ,  "mediaType":"' + OCI_MANIFEST.encode() + b'",'
     raw += (
         b'"layers":[],"config":'
-        + json.dumps({"size": 5, "digest": image.config_digest, "mediaType": "x"}).encode()
+        + json.dumps({"size": 5, "digest": image.config, "mediaType": "x"}).encode()
         + b"}\r\n"
     )
     manifest = Manifest.parse(raw)
@@ -230,20 +226,20 @@ def test_parse_keeps_the_exact_bytes_and_their_digest() -> None:
 
 
 def test_image_blobs_are_config_then_layers_in_order() -> None:
-    image = build_image([b"one", b"two", b"three"])
-    manifest = Manifest.parse(image.raw)
-    assert [b.digest for b in manifest.blobs()] == [image.config_digest, *image.layer_digests]
+    image = image_of([b"one", b"two", b"three"])
+    manifest = Manifest.parse(image.manifest)
+    assert [b.digest for b in manifest.blobs()] == [image.config, *image.layers]
     assert [b.size for b in manifest.blobs()][1:] == [3, 3, 5]
     assert manifest.children() == (), "an image has no children"
 
 
 def test_index_children_include_attestations_with_platforms() -> None:
-    amd64, arm64, attestation = build_image([b"a"]), build_image([b"b"]), build_image([b"c"])
-    index = build_index(
+    amd64, arm64, attestation = image_of([b"a"]), image_of([b"b"]), image_of([b"c"])
+    index = index_of(
         [(amd64, "linux/amd64"), (arm64, "linux/arm64/v8")],
         attestations=[(attestation, amd64.digest)],
     )
-    manifest = Manifest.parse(index.raw)
+    manifest = Manifest.parse(index.manifest)
     assert manifest.is_index
     children = manifest.children()
     assert [c.digest for c in children] == [amd64.digest, arm64.digest, attestation.digest]
@@ -253,8 +249,8 @@ def test_index_children_include_attestations_with_platforms() -> None:
 
 def test_check_copyable_refuses_a_foreign_layer() -> None:
     foreign = {"mediaType": DOCKER_FOREIGN_LAYER, "digest": DIGEST, "size": 10}
-    image = build_image([b"l"], media_type=DOCKER_MANIFEST, extra_layers=[foreign])
-    manifest = Manifest.parse(image.raw)
+    image = image_of([b"l"], media_type=DOCKER_MANIFEST, extra_layers=[foreign])
+    manifest = Manifest.parse(image.manifest)
     with pytest.raises(UnsupportedError) as caught:
         manifest.check_copyable()
     assert DIGEST in str(caught.value) and "foreign" in str(caught.value)
@@ -262,15 +258,15 @@ def test_check_copyable_refuses_a_foreign_layer() -> None:
 
 def test_check_copyable_refuses_a_layer_with_urls() -> None:
     outside = {"mediaType": "l", "digest": DIGEST, "size": 1, "urls": ["https://x/y"]}
-    manifest = Manifest.parse(build_image([b"l"], extra_layers=[outside]).raw)
+    manifest = Manifest.parse(image_of([b"l"], extra_layers=[outside]).manifest)
     with pytest.raises(UnsupportedError, match=DIGEST):
         manifest.check_copyable()
 
 
 def test_check_copyable_accepts_ordinary_layers_and_indexes() -> None:
-    image = build_image([b"l"])
-    Manifest.parse(image.raw).check_copyable()
-    Manifest.parse(build_index([(image, "linux/amd64")]).raw).check_copyable()
+    image = image_of([b"l"])
+    Manifest.parse(image.manifest).check_copyable()
+    Manifest.parse(index_of([(image, "linux/amd64")]).manifest).check_copyable()
 
 
 def test_descriptor_platform_and_foreign_flag() -> None:

@@ -17,7 +17,8 @@ from sync.engine import Engine, RunOptions
 from sync.registry import HostSettings, Registries
 from sync.report import Report, TagReport
 from sync.retry import RetryPolicy
-from tests.fake_registry import OCI_INDEX, OCI_MANIFEST, FakeRegistry, build_image, route
+from tests.bed.images import OCI_INDEX, OCI_MANIFEST, image_of
+from tests.fake_registry import FakeRegistry, route
 
 T = TypeVar("T")
 FAST = RetryPolicy(attempts=2, base_delay=0.001, max_delay=0.01, max_retry_after=1.0)
@@ -83,7 +84,7 @@ def _referrer(
 
 def _signed(source: FakeRegistry) -> tuple[str, list[str]]:
     """Tag 1.0 with an SBOM and a signature referring to it, and a signature on the SBOM."""
-    image = source.add_image(UP, build_image([b"app layer"]), tag="1.0")
+    image = source.add_image(UP, image_of([b"app layer"]), tag="1.0")
     sbom = _referrer(source, image, SBOM, b'{"spdxVersion": "SPDX-2.3"}')
     sig = _referrer(source, image, SIG, b"signature one")
     on_sbom = _referrer(source, sbom, SIG, b"signature on the sbom")
@@ -147,7 +148,7 @@ def test_a_target_answering_oci_subject_keeps_its_own_list_and_gets_no_fallback_
 def test_an_upstream_answering_404_is_read_through_its_fallback_tags_and_asked_once() -> None:
     source = FakeRegistry("hub.test")  # unknown route: 404, as Distribution 2.8 answers
     target = FakeRegistry("quay.test")
-    image = source.add_image(UP, build_image([b"app layer"]), tag="1.0")
+    image = source.add_image(UP, image_of([b"app layer"]), tag="1.0")
     sig = _referrer(source, image, SIG, b"signature", tag="sha256-" + image[7:] + ".sig")
 
     report = _sync(source, target)
@@ -162,7 +163,7 @@ def test_an_upstream_answering_404_is_read_through_its_fallback_tags_and_asked_o
 def test_a_fallback_tag_upstream_means_no_referrers_api_request_at_all() -> None:
     source = FakeRegistry("hub.test", referrers_api=True)
     target = FakeRegistry("quay.test")
-    image = source.add_image(UP, build_image([b"app layer"]), tag="1.0")
+    image = source.add_image(UP, image_of([b"app layer"]), tag="1.0")
     sig = _referrer(source, image, SIG, b"signature")
     raw, media_type = source.repo(UP).manifests[sig]
     index = {
@@ -219,7 +220,7 @@ def test_dry_run_counts_referrers_it_would_copy_and_writes_nothing() -> None:
 def test_a_referrer_that_fails_fails_the_tag_with_its_own_cause_and_the_others_still_copy() -> None:
     source = FakeRegistry("hub.test")
     target = FakeRegistry("quay.test")
-    image = source.add_image(UP, build_image([b"app layer"]), tag="1.0")
+    image = source.add_image(UP, image_of([b"app layer"]), tag="1.0")
     hexa = image.removeprefix("sha256:")
     att = _referrer(source, image, SBOM, b"attestation", tag=f"sha256-{hexa}.att")
     sig = _referrer(source, image, SIG, b"signature", tag=f"sha256-{hexa}.sig")
@@ -241,8 +242,8 @@ def test_a_referrer_that_fails_fails_the_tag_with_its_own_cause_and_the_others_s
 def test_a_referrer_the_target_refuses_with_503_makes_the_failed_run_retryable() -> None:
     source = FakeRegistry("hub.test")
     target = FakeRegistry("quay.test")
-    image = source.add_image(UP, build_image([b"app layer"]), tag="1.0")
-    target.add_image(DOWN, build_image([b"app layer"]), tag="1.0")
+    image = source.add_image(UP, image_of([b"app layer"]), tag="1.0")
+    target.add_image(DOWN, image_of([b"app layer"]), tag="1.0")
     hexa = image.removeprefix("sha256:")
     _referrer(source, image, SIG, b"signature", tag=f"sha256-{hexa}.sig")
     target.fail("POST", r"/blobs/uploads", *[httpx.Response(503)] * 50)
@@ -260,7 +261,7 @@ def test_a_referrer_the_target_refuses_with_503_makes_the_failed_run_retryable()
 def test_an_upstream_429_on_a_referrer_defers_the_tag() -> None:
     source = FakeRegistry("hub.test", ratelimit=(100, 50))
     target = FakeRegistry("quay.test")
-    image = source.add_image(UP, build_image([b"app layer"]), tag="1.0")
+    image = source.add_image(UP, image_of([b"app layer"]), tag="1.0")
     hexa = image.removeprefix("sha256:")
     sig = _referrer(source, image, SIG, b"signature", tag=f"sha256-{hexa}.sig")
     spent = {"ratelimit-limit": "100;w=21600", "ratelimit-remaining": "0;w=21600"}
@@ -278,8 +279,8 @@ def test_an_upstream_429_on_a_referrer_defers_the_tag() -> None:
 def test_a_tag_list_that_fails_is_asked_once_for_discovery_and_referrers_together() -> None:
     source = FakeRegistry("hub.test")
     target = FakeRegistry("quay.test")
-    image = source.add_image(UP, build_image([b"app layer"]), tag="1.0")
-    target.add_image(DOWN, build_image([b"app layer"]), tag="1.0")
+    image = source.add_image(UP, image_of([b"app layer"]), tag="1.0")
+    target.add_image(DOWN, image_of([b"app layer"]), tag="1.0")
     denied = httpx.Response(403, json={"errors": [{"code": "DENIED", "message": "no"}]})
     source.fail("GET", r"/tags/list", *[denied] * 5)
 

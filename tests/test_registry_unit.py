@@ -36,13 +36,9 @@ from sync.registry import (
     resolve_location,
 )
 from sync.retry import RetryPolicy
-from tests.fake_registry import (
-    FakeRegistry,
-    build_image,
-    build_index,
-    digest_of,
-    route,
-)
+from tests.bed.faults import AddHeaders
+from tests.bed.images import image_of, index_of, sha256_digest
+from tests.fake_registry import FakeRegistry, route
 
 FAST = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.01, max_retry_after=1.0)
 FOUR_TYPES = {OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST}
@@ -117,8 +113,8 @@ async def body_of(data: bytes, chunk: int = 3) -> AsyncIterator[bytes]:
         yield data[start : start + chunk]
 
 
-IMAGE = build_image([b"layer one", b"layer two"])
-INDEX = build_index([(IMAGE, "linux/amd64")])
+IMAGE = image_of([b"layer one", b"layer two"])
+INDEX = index_of([(IMAGE, "linux/amd64")])
 
 
 def with_image(**options: Any) -> FakeRegistry:
@@ -158,7 +154,7 @@ def test_manifest_head_reports_digest_media_type_and_size() -> None:
     assert (info.digest, info.media_type, info.size) == (
         INDEX.digest,
         OCI_INDEX,
-        len(INDEX.raw),
+        len(INDEX.manifest),
     )
     assert not fake.matching("GET", "/manifests/"), "a HEAD must not become a GET (a pull)"
 
@@ -199,17 +195,17 @@ def test_manifest_get_returns_the_exact_bytes_and_media_type() -> None:
         return await client.manifest_get("team/app", "v1")
 
     manifest = run(fake, scenario)
-    assert manifest.raw == INDEX.raw, "manifest bytes altered on the way in"
+    assert manifest.raw == INDEX.manifest, "manifest bytes altered on the way in"
     assert (manifest.digest, manifest.media_type) == (INDEX.digest, OCI_INDEX)
 
 
 def test_manifest_get_whose_bytes_do_not_match_the_digest_asked_for_is_an_error() -> None:
     fake = with_image()
-    other = build_image([b"something else"])
+    other = image_of([b"something else"])
     fake.fail(
         "GET",
         f"/manifests/{IMAGE.digest}$",
-        httpx.Response(200, headers={"Content-Type": OCI_MANIFEST}, content=other.raw),
+        httpx.Response(200, headers={"Content-Type": OCI_MANIFEST}, content=other.manifest),
     )
 
     error = fails(fake, lambda c: c.manifest_get("team/app", IMAGE.digest))
@@ -225,7 +221,7 @@ def test_manifest_get_whose_bytes_do_not_match_the_announced_digest_is_an_error(
         httpx.Response(
             200,
             headers={"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": INDEX.digest},
-            content=IMAGE.raw,
+            content=IMAGE.manifest,
         ),
     )
 
@@ -236,8 +232,8 @@ def test_manifest_get_whose_bytes_do_not_match_the_announced_digest_is_an_error(
 @pytest.mark.parametrize("media_type", [OCI_MANIFEST, DOCKER_MANIFEST])
 def test_manifest_put_sends_the_media_type_and_the_exact_bytes(media_type: str) -> None:
     fake = FakeRegistry(check_references=False)
-    image = build_image([b"x"], media_type=media_type)
-    manifest = Manifest.parse(image.raw)
+    image = image_of([b"x"], media_type=media_type)
+    manifest = Manifest.parse(image.manifest)
 
     async def scenario(client: RegistryClient) -> str:
         return await client.manifest_put("team/app", "v2", manifest)
@@ -245,15 +241,15 @@ def test_manifest_put_sends_the_media_type_and_the_exact_bytes(media_type: str) 
     assert run(fake, scenario) == image.digest
     (put,) = fake.matching("PUT", "/manifests/")
     assert put.headers.get("content-type") == media_type, put.headers
-    assert put.body == image.raw, "pushed bytes differ from the source's"
+    assert put.body == image.manifest, "pushed bytes differ from the source's"
     assert put.path == "/v2/team/app/manifests/v2"
     assert fake.tag_digest("team/app", "v2") == image.digest
 
 
 def test_manifest_put_content_type_comes_from_the_source_when_the_json_has_none() -> None:
     fake = FakeRegistry(check_references=False)
-    image = build_image([b"x"], with_media_type_field=False)
-    manifest = Manifest.parse(image.raw, f"{DOCKER_MANIFEST}; charset=utf-8")
+    image = image_of([b"x"], with_media_type_field=False)
+    manifest = Manifest.parse(image.manifest, f"{DOCKER_MANIFEST}; charset=utf-8")
 
     run(fake, lambda c: c.manifest_put("team/app", image.digest, manifest))
     (put,) = fake.matching("PUT")
@@ -267,7 +263,7 @@ def test_manifest_put_that_the_registry_stores_under_another_digest_is_an_error(
         "/manifests/",
         httpx.Response(201, headers={"Docker-Content-Digest": "sha256:" + "9" * 64}),
     )
-    manifest = Manifest.parse(IMAGE.raw)
+    manifest = Manifest.parse(IMAGE.manifest)
 
     error = fails(fake, lambda c: c.manifest_put("team/app", "v1", manifest))
     assert isinstance(error, RegistryError) and "altered" in str(error), repr(error)
@@ -378,8 +374,8 @@ def test_blob_head_gives_the_size_or_none() -> None:
     fake = with_image()
 
     async def scenario(client: RegistryClient) -> tuple[int | None, int | None]:
-        present = await client.blob_head("team/app", IMAGE.layer_digests[0])
-        absent = await client.blob_head("team/app", digest_of(b"absent"))
+        present = await client.blob_head("team/app", IMAGE.layers[0])
+        absent = await client.blob_head("team/app", sha256_digest(b"absent"))
         return present, absent
 
     assert run(fake, scenario) == (len(b"layer one"), None)
@@ -387,7 +383,7 @@ def test_blob_head_gives_the_size_or_none() -> None:
 
 def test_blob_get_follows_a_cdn_redirect_without_authorization() -> None:
     fake = with_image(auth="bearer", cdn=True)
-    digest = IMAGE.layer_digests[1]
+    digest = IMAGE.layers[1]
 
     data = run(fake, lambda c: c.blob_get("team/app", digest))
     assert data == b"layer two", fake.log()
@@ -407,7 +403,7 @@ def test_upload_put_goes_to_the_relative_location_keeping_its_query() -> None:
 
     async def scenario(client: RegistryClient) -> UploadSession:
         session = await client.blob_upload_start("team/app")
-        await client.blob_upload_finish(session, digest_of(data), len(data), body_of(data))
+        await client.blob_upload_finish(session, sha256_digest(data), len(data), body_of(data))
         return session
 
     session = run(fake, scenario)
@@ -416,10 +412,10 @@ def test_upload_put_goes_to_the_relative_location_keeping_its_query() -> None:
     assert put.host == fake.host and put.path.startswith("/v2/team/app/blobs/uploads/upload-")
     assert session.location.path == put.path, f"PUT to {put.path}, Location {session.location}"
     state = session.location.params["_state"]
-    assert put.query == f"_state={state}&digest={digest_of(data)}", (
+    assert put.query == f"_state={state}&digest={sha256_digest(data)}", (
         f"query {put.query!r}: the Location's query must be kept and digest appended"
     )
-    assert fake.has_blob("team/app", digest_of(data))
+    assert fake.has_blob("team/app", sha256_digest(data))
 
 
 def test_upload_put_has_an_explicit_content_length_and_is_not_chunked() -> None:
@@ -428,7 +424,7 @@ def test_upload_put_has_an_explicit_content_length_and_is_not_chunked() -> None:
 
     async def scenario(client: RegistryClient) -> None:
         session = await client.blob_upload_start("team/app")
-        await client.blob_upload_finish(session, digest_of(data), len(data), body_of(data, 64))
+        await client.blob_upload_finish(session, sha256_digest(data), len(data), body_of(data, 64))
 
     run(fake, scenario)
     (put,) = fake.matching("PUT")
@@ -445,7 +441,7 @@ def test_upload_location_on_another_host_gets_no_authorization() -> None:
     fake.fail(
         "POST",
         "/blobs/uploads/$",
-        lambda request: httpx.Response(
+        httpx.Response(
             202, headers={"Location": "https://uploads.test/v2/team/app/blobs/uploads/x?_state=s"}
         ),
     )
@@ -459,7 +455,7 @@ def test_upload_location_on_another_host_gets_no_authorization() -> None:
         )
         try:
             session = await client.blob_upload_start("team/app")
-            await client.blob_upload_finish(session, digest_of(b"d"), 1, body_of(b"d"))
+            await client.blob_upload_finish(session, sha256_digest(b"d"), 1, body_of(b"d"))
         except RegistryError:
             pass  # the other host knows no such session (404); only the headers matter
         finally:
@@ -492,7 +488,7 @@ def test_upload_cancel_deletes_the_session_and_tolerates_404() -> None:
 
 def test_mount_201_means_mounted_and_no_session() -> None:
     fake = with_image()
-    digest = IMAGE.layer_digests[0]
+    digest = IMAGE.layers[0]
 
     async def scenario(client: RegistryClient) -> UploadSession | None:
         return await client.blob_mount("team/copy", digest, "team/app")
@@ -508,9 +504,9 @@ def test_mount_202_opens_a_session_that_the_upload_uses() -> None:
     data = b"layer one"
 
     async def scenario(client: RegistryClient) -> UploadSession | None:
-        session = await client.blob_mount("team/copy", digest_of(data), "team/app")
+        session = await client.blob_mount("team/copy", sha256_digest(data), "team/app")
         assert session is not None, "a 202 must give an upload session"
-        await client.blob_upload_finish(session, digest_of(data), len(data), body_of(data))
+        await client.blob_upload_finish(session, sha256_digest(data), len(data), body_of(data))
         return session
 
     session = run(fake, scenario)
@@ -519,14 +515,14 @@ def test_mount_202_opens_a_session_that_the_upload_uses() -> None:
     (put,) = fake.matching("PUT")
     assert post.status == 202 and put.path == session.location.path, fake.log()
     assert "mount" not in put.url.params, f"PUT went to the mount URL: {put.url}"
-    assert fake.has_blob("team/copy", digest_of(data))
+    assert fake.has_blob("team/copy", sha256_digest(data))
 
 
 def test_mount_error_raises_so_the_caller_can_upload(waits: Waits) -> None:
     fake = with_image(mount="error")
-    error = fails(fake, lambda c: c.blob_mount("team/copy", IMAGE.layer_digests[0], "team/app"))
+    error = fails(fake, lambda c: c.blob_mount("team/copy", IMAGE.layers[0], "team/app"))
     assert isinstance(error, RegistryError) and error.status == 500, repr(error)
-    assert not fake.has_blob("team/copy", IMAGE.layer_digests[0])
+    assert not fake.has_blob("team/copy", IMAGE.layers[0])
 
 
 # --- tags -----------------------------------------------------------------------------------
@@ -536,7 +532,7 @@ def test_tag_list_follows_link_pagination() -> None:
     fake = FakeRegistry()
     tags = ["1.0", "1.1", "10.0", "2.0", "9.9"]
     for tag in tags:
-        fake.add_manifest("team/app", IMAGE.raw, OCI_MANIFEST, tag=tag)
+        fake.add_manifest("team/app", IMAGE.manifest, OCI_MANIFEST, tag=tag)
 
     async def scenario(client: RegistryClient) -> list[str]:
         return await client.tag_list("team/app", page_size=2)
@@ -681,28 +677,15 @@ def test_error_json_body_is_parsed_even_when_content_type_is_wrong() -> None:
     assert isinstance(error, RegistryError) and error.codes == ("DENIED",), repr(error)
 
 
-class _Streamed(httpx.AsyncByteStream):
-    """A body that arrives over the wire (not pre-read), as from a real connection."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield self._data
-
-
 def test_blob_bytes_arrive_as_stored_even_with_a_content_encoding_header() -> None:
     stored = gzip.compress(b"a gzip-compressed layer, as layers are " * 20)
     fake = FakeRegistry()
     digest = fake.add_blob("team/app", stored)
-    fake.fail(
-        "GET",
-        f"/blobs/{digest}$",
-        httpx.Response(200, headers={"Content-Encoding": "gzip"}, stream=_Streamed(stored)),
-    )
+    gzip_header = AddHeaders((("Content-Encoding", "gzip"),))
+    fake.add_rule(gzip_header, method="GET", path=f"/blobs/{digest}$")
 
     data = run(fake, lambda c: c.blob_get("team/app", digest))
-    assert digest_of(data) == digest, f"got {len(data)} bytes, stored {len(stored)}"
+    assert sha256_digest(data) == digest, f"got {len(data)} bytes, stored {len(stored)}"
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,8 @@ __all__ = [
     "docker_manifest",
     "docker_manifest_list",
     "foreign_layer_image",
+    "image_of",
+    "index_of",
     "no_layers_image",
     "oci_index",
     "oci_index_with_attestations",
@@ -120,8 +122,18 @@ class Image:
     def is_index(self) -> bool:
         return self.media_type in INDEX_TYPES
 
-    def descriptor(self) -> dict[str, object]:
-        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+    def descriptor(self, platform: str | None = None, **extra: object) -> dict[str, object]:
+        """This manifest's descriptor; with `platform` ("os/arch[/variant]") as an index lists
+        it, and `extra` fields (annotations, say) as given."""
+        out: dict[str, object] = {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": self.size,
+        }
+        if platform is not None:
+            out["platform"] = _split_platform(platform)
+        out.update(extra)
+        return out
 
     def manifests(self) -> Iterator[Image]:
         """Children first, then this one: the order to push in."""
@@ -281,7 +293,7 @@ def _index(
 
 def _platform_entry(child: Image) -> dict[str, object]:
     assert child.platform is not None
-    return {**child.descriptor(), "platform": _split_platform(child.platform)}
+    return child.descriptor(child.platform)
 
 
 def _specs(prefix: str, layers: int, size: int, media_type: str) -> list[_LayerSpec]:
@@ -548,6 +560,75 @@ def oci_index_with_attestations(
             layers=layers,
             layer_size=layer_size,
         ),
+    )
+
+
+# -- exact bytes ---------------------------------------------------------------------------------
+
+
+def image_of(
+    layers: Sequence[bytes],
+    *,
+    config: bytes | None = None,
+    media_type: str = OCI_MANIFEST,
+    layer_type: str = OCI_LAYER_GZIP,
+    with_media_type_field: bool = True,
+    extra_layers: Sequence[Mapping[str, object]] = (),
+) -> Image:
+    """An image manifest over exactly these layer bytes, for protocol corners: tiny layers, a
+    chosen config, a manifest without its `mediaType` field. `extra_layers` are descriptors
+    appended as given, their blobs not included (foreign layers live outside the registry)."""
+    config = config if config is not None else json.dumps({"layers": len(layers)}).encode()
+    blobs = {sha256_digest(config): config}
+    descriptors: list[Mapping[str, object]] = []
+    for layer in layers:
+        blobs[sha256_digest(layer)] = layer
+        descriptors.append(_descriptor(layer_type, layer))
+    descriptors.extend(extra_layers)
+    doc: dict[str, object] = {"schemaVersion": 2}
+    if with_media_type_field:
+        doc["mediaType"] = media_type
+    doc["config"] = _descriptor(OCI_CONFIG, config)
+    doc["layers"] = descriptors
+    return Image(
+        shape="given",
+        manifest=_dumps(doc),
+        media_type=media_type,
+        blobs=types.MappingProxyType(blobs),
+        config=sha256_digest(config),
+        layers=tuple(str(d["digest"]) for d in descriptors),
+        foreign_layers=tuple(str(d["digest"]) for d in extra_layers),
+    )
+
+
+def index_of(
+    children: Sequence[tuple[Image, str]],
+    *,
+    media_type: str = OCI_INDEX,
+    attestations: Sequence[tuple[Image, str]] = (),
+) -> Image:
+    """An index over `(image, platform)` pairs; `attestations` are `(image, subject digest)`
+    pairs listed as `unknown/unknown` with BuildKit's reference annotations."""
+    entries = [image.descriptor(platform) for image, platform in children]
+    for image, subject in attestations:
+        entries.append(
+            image.descriptor(
+                "unknown/unknown",
+                annotations={
+                    "vnd.docker.reference.digest": subject,
+                    "vnd.docker.reference.type": "attestation-manifest",
+                },
+            )
+        )
+    blobs: dict[str, bytes] = {}
+    for image, _ in (*children, *attestations):
+        blobs.update(image.blobs)
+    return Image(
+        shape="given-index",
+        manifest=_dumps({"schemaVersion": 2, "mediaType": media_type, "manifests": entries}),
+        media_type=media_type,
+        children=tuple(image for image, _ in (*children, *attestations)),
+        blobs=types.MappingProxyType(blobs),
     )
 
 
