@@ -19,7 +19,7 @@ from sync.login import Credentials
 from sync.registry import HostSettings, RegistryClient
 from sync.retry import RetryPolicy
 from tests.bed.images import image_of, sha256_digest
-from tests.fake_registry import FakeRegistry
+from tests.fake_registry import AuthMode, FakeRegistry
 
 FAST = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.01, max_retry_after=1.0)
 USER, PASSWORD = "sail-dev+robot", "s3cr3t-Pa55"
@@ -482,8 +482,12 @@ def test_garbage_token_reply_is_a_registry_error(reply: httpx.Response, problem:
     assert problem in str(error), str(error)
 
 
-def test_refused_token_request_names_neither_user_nor_password() -> None:
-    fake = seeded(FakeRegistry(auth="bearer", users={USER: "other"}), "a/b")
+@pytest.mark.parametrize(
+    ("mode", "says"),
+    [("bearer", "configured credentials"), ("basic", "credentials for registry.test refused")],
+)
+def test_refused_credentials_name_neither_user_nor_password(mode: AuthMode, says: str) -> None:
+    fake = seeded(FakeRegistry(auth=mode, users={USER: "other"}), "a/b")
     provider = robot()
 
     async def scenario(client: RegistryClient) -> RegistryError:
@@ -495,7 +499,7 @@ def test_refused_token_request_names_neither_user_nor_password() -> None:
     assert error.status == 401 and error.code == "UNAUTHORIZED", error
     text = f"{error} {error!r} {error.args!r} {error.url}"
     assert USER not in text, f"username in the message: {text}"
-    assert "configured credentials" in text, text
+    assert says in text, text
     assert PASSWORD not in text, f"password leaked: {text}"
     assert basic()[6:] not in text, f"encoded credentials leaked: {text}"
     assert "scope" not in error.url and "?" not in error.url, error.url

@@ -19,7 +19,7 @@ from sync.login import Credentials
 from sync.reference import parse_reference
 from sync.registry import HostSettings, Registries
 from sync.retry import RetryPolicy
-from tests.bed.faults import ResetBody, Respond
+from tests.bed.faults import CdnRedirect, ResetBody, Respond, ShortBody
 from tests.bed.images import (
     DOCKER_FOREIGN_LAYER,
     DOCKER_MANIFEST,
@@ -320,17 +320,25 @@ def test_mount_answered_with_a_session_uploads_into_that_session() -> None:
 # --- failures mid-blob ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cut", [0, 1000, 2999])
-def test_connection_reset_mid_blob_restarts_the_blob_whole(cut: int) -> None:
+@pytest.mark.parametrize(
+    "fault",
+    [ResetBody(0), ResetBody(1000), ResetBody(2999), ShortBody(1000)],
+    ids=["reset-at-0", "reset-at-1000", "reset-at-2999", "short-body"],
+)
+def test_a_blob_cut_off_mid_body_restarts_whole_and_counts_its_bytes_once(
+    fault: ResetBody | ShortBody,
+) -> None:
     big = bytes(range(256)) * 12  # 3072 bytes
     image = image_of([big, b"small"])
     source, target = fakes()
     source.add_image("team/app", image, tag="v1")
     layer = sha256_digest(big)
-    source.add_rule(ResetBody(cut), method="GET", path=f"/blobs/{layer}$", times=1)
+    source.add_rule(fault, method="GET", path=f"/blobs/{layer}$", times=1)
 
     result = copy(source, target)
     assert result.digest == image.digest
+    # Restarted blobs are counted once: bytes_copied is the content, not the traffic.
+    assert result.stats.bytes_copied == sum(len(blob) for blob in image.blobs.values())
     gets = source.matching("GET", f"/blobs/{layer}$")
     assert len(gets) == 2, f"expected a fresh GET of the whole blob:\n{source.log()}"
     deletes = target.matching("DELETE", "/blobs/uploads/")
@@ -340,6 +348,35 @@ def test_connection_reset_mid_blob_restarts_the_blob_whole(cut: int) -> None:
     assert put.body == big and target.has_blob("mirror/app", layer)
     assert target.uploads == {}, "an upload session was left open"
     assert target.tag_digest("mirror/app", "v1") == image.digest
+
+
+def test_a_reset_on_the_cdn_restarts_the_blob_at_the_registry() -> None:
+    source, target = fakes()
+    source.add_image("team/app", AMD64, tag="v1")
+    layer = AMD64.layers[1]
+    source.add_rule(CdnRedirect(), method="GET", path="/blobs/")
+    source.add_rule(ResetBody(5), method="GET", path=f"/blobs/{layer}$", times=1)
+
+    copy(source, target)
+    assert target.tag_digest("mirror/app", "v1") == AMD64.digest
+    assert len(source.matching("GET", f"/blobs/{layer}$", host=source.host)) == 2, source.log()
+    cdn = source.matching("GET", host=source.cdn_host)
+    assert len(cdn) == len(AMD64.blobs) + 1 and all("authorization" not in r.headers for r in cdn)
+
+
+@pytest.mark.parametrize("fault", [ResetBody(100), ShortBody(50)], ids=["reset", "short-body"])
+def test_a_manifest_cut_off_mid_body_is_fetched_again(fault: ResetBody | ShortBody) -> None:
+    source, target = fakes()
+    source.add_image("team/app", INDEX, tag="v1")
+    source.add_rule(fault, method="GET", path="/manifests/", per_path=1)
+
+    copy(source, target)
+    assert target.tag_digest("mirror/app", "v1") == INDEX.digest
+    assert source.rules.rules[0].fired == 4, "each manifest (index, three children) cut once"
+    for manifest in INDEX.manifests():
+        gets = source.matching("GET", f"/manifests/{manifest.digest}$")
+        assert target.has_manifest("mirror/app", manifest.digest)
+        assert len(gets) <= 2, f"{manifest.digest} fetched {len(gets)} times"
 
 
 def test_blob_get_503_is_retried_without_restarting_the_upload() -> None:

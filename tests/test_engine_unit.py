@@ -14,6 +14,7 @@ from sync.engine import Engine, RunOptions
 from sync.registry import HostSettings, Registries
 from sync.report import Report
 from sync.retry import RetryPolicy
+from tests.bed.faults import FlipByte
 from tests.bed.images import image_of
 from tests.fake_registry import FakeRegistry, route
 
@@ -59,6 +60,28 @@ def _seeded() -> tuple[FakeRegistry, FakeRegistry]:
     source.add_image("istio/app", image_of([b"layer one"]), tag="1.0")
     source.add_image("istio/app", image_of([b"layer two"]), tag="2.0")
     return source, target
+
+
+def test_a_blob_with_a_flipped_byte_fails_its_tag_and_only_its_tag() -> None:
+    source, target = _seeded()
+    bad = image_of([b"layer two"])
+    source.add_rule(FlipByte(), method="GET", path=f"/blobs/{bad.layers[0]}$")
+
+    report = _sync(source, target, RunOptions())
+
+    by_tag = {t.tag: t for t in report.images[0].tags}
+    assert by_tag["1.0"].action == "copied", report.to_json(indent=2)
+    assert by_tag["2.0"].action == "failed", report.to_json(indent=2)
+    error = by_tag["2.0"].error
+    assert error is not None and error.code == "DIGEST_INVALID", error
+    assert bad.layers[0] in error.message and "hub.test/istio/app" in error.message, error
+    assert report.status == "failed"
+    assert target.tag_digest("sail-dev/app", "2.0") is None, "a tag points at corrupt content"
+    assert not target.has_manifest("sail-dev/app", bad.digest)
+    assert not target.has_blob("sail-dev/app", bad.layers[0]), "the corrupt blob was committed"
+    # Fetched again (a bit flipped in transit is worth another try), a bounded number of times.
+    gets = source.matching("GET", f"/blobs/{bad.layers[0]}$")
+    assert 2 <= len(gets) <= FAST.attempts, f"the corrupt blob was fetched {len(gets)} times"
 
 
 def test_a_429_with_a_spent_allowance_mid_copy_defers_the_tag_and_the_rest_without_retrying() -> (
