@@ -10,8 +10,6 @@ every blob present and hashing right, same media types.
 from __future__ import annotations
 
 import asyncio
-import json
-import types
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ import httpx
 import pytest
 
 from sync.copy import Copier, CopyResult
-from sync.errors import ImageSyncError, UnsupportedError
+from sync.errors import ImageSyncError
 from sync.login import Credentials
 from sync.reference import Reference
 from sync.registry import HostSettings, Registries
@@ -449,94 +447,7 @@ def test_token_requests_are_bounded_per_repository(pool: Pool) -> None:
     assert [r for r in target.token_server.requests() if r.status != 200] == []
 
 
-# -- what cannot be copied ---------------------------------------------------------------------
-
-
-def _plant_manifest(server: RegistryServer, repo: str, tag: str, data: bytes) -> str:
-    """Write a manifest straight into Distribution's storage (how a registry still holding an
-    old schema-1 image looks: Distribution 2.8 refuses to take new ones over the API)."""
-    root = server.storage_dir / "docker" / "registry" / "v2"
-    digest = images.sha256_digest(data)
-    hexa = digest.removeprefix("sha256:")
-
-    def write(path: Path, content: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-
-    write(root / "blobs" / "sha256" / hexa[:2] / hexa / "data", data)
-    manifests = root / "repositories" / repo / "_manifests"
-    write(manifests / "revisions" / "sha256" / hexa / "link", digest.encode())
-    write(manifests / "tags" / tag / "current" / "link", digest.encode())
-    write(manifests / "tags" / tag / "index" / "sha256" / hexa / "link", digest.encode())
-    return digest
-
-
-def _schema1_source(registry_factory: RegistryFactory) -> tuple[RegistryServer, RegistryServer]:
-    source, target = registry_factory("anonymous"), registry_factory("bearer-quay")
-    old = images.schema1_manifest()
-    for digest, blob in old.blobs.items():
-        with RawClient(source) as client:
-            assert client.push_blob("legacy/app", blob) == digest
-    _plant_manifest(source, "legacy/app", "v1", old.manifest)
-    target.clear_requests()
-    return source, target
-
-
-async def _copy_fails(
-    source: RegistryServer, target: RegistryServer, repo: str, *, target_creds: Credentials | None
-) -> ImageSyncError:
-    creds = {source.host: _credentials(source), target.host: target_creds}
-    async with _registries(creds, policy=FAST) as registries:
-        with pytest.raises(ImageSyncError) as caught:
-            await _copy(registries, source, repo, target, "mirror/app")
-    return caught.value
-
-
-def test_a_schema1_source_writes_nothing(registry_factory: RegistryFactory) -> None:
-    source, target = _schema1_source(registry_factory)
-    asyncio.run(_copy_fails(source, target, "legacy/app", target_creds=_credentials(target)))
-    _assert_nothing_written(target)
-
-
-def test_a_schema1_source_is_reported_as_unsupported(registry_factory: RegistryFactory) -> None:
-    source, target = _schema1_source(registry_factory)
-    error = asyncio.run(
-        _copy_fails(source, target, "legacy/app", target_creds=_credentials(target))
-    )
-    assert isinstance(error, UnsupportedError), f"{type(error).__name__}: {error}"
-    assert error.code == "UNSUPPORTED"
-    assert "schema 1" in str(error)
-
-
-def test_a_foreign_layer_image_is_refused_before_anything_is_written(
-    registry_factory: RegistryFactory,
-) -> None:
-    source = registry_factory("anonymous", allow_foreign_layers=True)
-    target = registry_factory("bearer-quay")
-    image = images.foreign_layer_image()
-    _push(source, "win/app", image)
-    target.clear_requests()
-    error = asyncio.run(_copy_fails(source, target, "win/app", target_creds=_credentials(target)))
-    assert isinstance(error, UnsupportedError), f"{type(error).__name__}: {error}"
-    assert error.code == "UNSUPPORTED"
-    assert image.foreign_layers[0] in str(error)
-    _assert_nothing_written(target)
-
-
-def _index_with_foreign_child(seed: int) -> Image:
-    linux = images.oci_manifest(seed, layers=3)
-    windows = images.foreign_layer_image(seed)
-    children = (linux, windows)
-    entries = [{**linux.descriptor(), "platform": {"architecture": "amd64", "os": "linux"}}]
-    entries.append({**windows.descriptor(), "platform": {"architecture": "amd64", "os": "windows"}})
-    body = {"schemaVersion": 2, "mediaType": images.OCI_INDEX, "manifests": entries}
-    return Image(
-        shape="index-with-foreign-child",
-        manifest=json.dumps(body, indent=2).encode(),
-        media_type=images.OCI_INDEX,
-        children=children,
-        blobs=types.MappingProxyType({**linux.blobs, **windows.blobs}),
-    )
+# -- failures ------------------------------------------------------------------------------------
 
 
 class _Counted(httpx.AsyncByteStream):
@@ -571,32 +482,6 @@ class _Transport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-def test_an_index_with_a_foreign_layer_child_writes_nothing(
-    registry_factory: RegistryFactory,
-) -> None:
-    """Step 1 of the algorithm holds for an index too: every child is read and checked
-    before any blob of a copyable sibling is sent, even when the bad child answers last."""
-    source = registry_factory("anonymous", allow_foreign_layers=True)
-    target = registry_factory("anonymous")
-    index = _index_with_foreign_child(6)
-    windows = index.children[1]
-    _push(source, "win/multi", index)
-    target.clear_requests()
-    slow = _Transport({("GET", f"/manifests/{windows.digest}"): 0.5})
-
-    async def run() -> ImageSyncError:
-        creds = {source.host: None, target.host: None}
-        async with _registries(creds, policy=FAST, transport=slow) as registries:
-            with pytest.raises(ImageSyncError) as caught:
-                await _copy(registries, source, "win/multi", target, "mirror/app")
-            return caught.value
-
-    error = asyncio.run(run())
-    assert isinstance(error, UnsupportedError), f"{type(error).__name__}: {error}"
-    assert windows.foreign_layers[0] in str(error)
-    _assert_nothing_written(target)
 
 
 def _corrupt_blob(server: RegistryServer, digest: str) -> Path:

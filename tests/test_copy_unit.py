@@ -19,7 +19,7 @@ from sync.login import Credentials
 from sync.reference import parse_reference
 from sync.registry import HostSettings, Registries
 from sync.retry import RetryPolicy
-from tests.bed.faults import CdnRedirect, ResetBody, Respond, ShortBody
+from tests.bed.faults import CdnRedirect, Delay, ResetBody, Respond, ShortBody
 from tests.bed.images import (
     DOCKER_FOREIGN_LAYER,
     DOCKER_MANIFEST,
@@ -625,7 +625,11 @@ def test_index_with_an_uncopyable_child_is_unsupported_and_never_tagged(
 
 @pytest.mark.parametrize("bad", [foreign_image(), None], ids=["foreign-layer", "schema-1"])
 def test_index_with_an_uncopyable_child_writes_nothing(bad: Image | None) -> None:
+    """Every child is read and checked before any blob of a copyable sibling is sent, even
+    when the bad child answers last."""
     source, target = index_with_bad_child(bad)
+    bad_digest = bad.digest if bad is not None else sha256_digest(schema1_raw())
+    source.add_rule(Delay(0.05), method="GET", path=f"/manifests/{bad_digest}$")
     error = copy_fails(source, target)
     assert isinstance(error, UnsupportedError), repr(error)
     assert writes(target) == [], "written before refusing:\n" + "\n".join(
