@@ -1,14 +1,18 @@
-"""Shared fixtures: real Distribution registries in every auth mode, stopped after each test."""
+"""Shared fixtures: real Distribution registries in every auth mode, stopped after each test;
+the retry policy's sleeps recorded instead of waited."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+import sync.retry
 from sync.logs import LOGGERS
 from tests.bed.registry import (
     AUTH_MODES,
@@ -111,3 +115,22 @@ def restore_loggers() -> Iterator[None]:
         lg.handlers[:] = handlers
         lg.setLevel(level)
         lg.propagate = propagate
+
+
+class Waits:
+    """The sleeps the retry policy asks for, recorded instead of waited (each yields to the
+    event loop once, as a real sleep would)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.seconds.append(seconds)
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> Waits:
+    recorder = Waits()
+    monkeypatch.setattr(sync.retry, "asyncio", SimpleNamespace(sleep=recorder.sleep))
+    return recorder

@@ -32,18 +32,16 @@ from tests.bed.faults import (
     CdnRedirect,
     Delay,
     Fault,
+    FaultInjector,
     FlipByte,
     Invoke,
-    KeyFunction,
     ResetBody,
     ResetRequest,
     Respond,
-    Rule,
     Rules,
     ShortBody,
     StallBody,
     StripHeaders,
-    by_path,
 )
 from tests.bed.images import OCI_INDEX, Image, sha256_digest
 
@@ -159,7 +157,7 @@ AuthMode = Literal["none", "basic", "bearer"]
 MountMode = Literal["mount", "session", "error"]
 
 
-class FakeRegistry:
+class FakeRegistry(FaultInjector):
     """One registry host (plus its token endpoint `auth.<host>` and CDN `cdn.<host>`).
 
     `auth`: "none", "basic" (users in `users`) or "bearer" (tokens from the fake's own realm;
@@ -209,7 +207,7 @@ class FakeRegistry:
         self.uploads: dict[str, _Upload] = {}
         self.tokens: dict[str, frozenset[tuple[str, str]]] = {}
         self.requests: list[Recorded] = []
-        self.rules = Rules(seed=host)
+        self._rules = Rules(seed=host)
         self.hooks: list[Hook] = []
         self._cdn_faults: dict[str, tuple[Fault, ...]] = {}
         self._ids = itertools.count(1)
@@ -278,31 +276,6 @@ class FakeRegistry:
         """Every request so far, one a line (for failure messages)."""
         return "\n".join(str(r) for r in self.requests)
 
-    def add_rule(
-        self,
-        fault: Fault,
-        *,
-        method: str = ".*",
-        path: str = ".*",
-        probability: float = 1.0,
-        times: int | None = None,
-        per_path: int | None = None,
-        per_key: int | None = None,
-        key: KeyFunction = by_path,
-    ) -> Rule:
-        """Inject `fault` into the registry's answers as the fault proxy would (same rules, same
-        meaning); returns the rule, counters included. The token endpoint is never faulted."""
-        return self.rules.add(
-            fault,
-            method=method,
-            path=path,
-            probability=probability,
-            times=times,
-            per_path=per_path,
-            per_key=per_key,
-            key=key,
-        )
-
     def fail(self, method: str, path: str, *responses: httpx.Response) -> None:
         """Answer the next matching requests (method, regex on the path) with `responses`, in
         order, then behave normally again: one `Respond` rule each, fired once."""
@@ -322,7 +295,7 @@ class FakeRegistry:
             await asyncio.sleep(0)
         host = request.url.netloc.decode("ascii")
         target = request.url.raw_path.decode("ascii")
-        faults = self.rules.choose(request.method, target) if host == self.host else []
+        faults = self._choose(request.method, target) if host == self.host else []
         response = await self._faulted(request, faults)
         if response is None:
             for hook in list(self.hooks):

@@ -24,8 +24,9 @@ from sync.engine import Engine, RunOptions, registries_for
 from sync.registry import HostSettings, Registries
 from sync.report import Report, TagReport
 from tests.bed import images
+from tests.bed.faults import AddHeaders, Respond, StripHeaders
 from tests.bed.images import OCI_INDEX, Image
-from tests.bed.proxy import AddHeaders, FaultProxy, Respond, StripHeaders
+from tests.bed.proxy import FaultProxy
 from tests.bed.rawclient import RawClient
 from tests.bed.registry import RegistryFactory, RegistryServer, start_registry
 

@@ -368,11 +368,11 @@ def test_a_reset_on_the_cdn_restarts_the_blob_at_the_registry() -> None:
 def test_a_manifest_cut_off_mid_body_is_fetched_again(fault: ResetBody | ShortBody) -> None:
     source, target = fakes()
     source.add_image("team/app", INDEX, tag="v1")
-    source.add_rule(fault, method="GET", path="/manifests/", per_path=1)
+    rule = source.add_rule(fault, method="GET", path="/manifests/", per_path=1)
 
     copy(source, target)
     assert target.tag_digest("mirror/app", "v1") == INDEX.digest
-    assert source.rules.rules[0].fired == 4, "each manifest (index, three children) cut once"
+    assert rule.fired == 4, "each manifest (index, three children) cut once"
     for manifest in INDEX.manifests():
         gets = source.matching("GET", f"/manifests/{manifest.digest}$")
         assert target.has_manifest("mirror/app", manifest.digest)

@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 
 from tests.bed import images
+from tests.bed.faults import Delay, Invoke
 from tests.bed.images import Image
-from tests.bed.proxy import Delay, FaultProxy, Invoke
+from tests.bed.proxy import FaultProxy
 from tests.bed.rawclient import RawClient
 from tests.bed.registry import RegistryFactory, RegistryServer, start_registry
 

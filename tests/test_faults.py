@@ -28,11 +28,9 @@ from sync.engine import Engine, RunOptions, registries_for
 from sync.report import Report, TagReport
 from sync.retry import RetryPolicy
 from tests.bed import images
-from tests.bed.images import Image
-from tests.bed.proxy import (
+from tests.bed.faults import (
     CdnRedirect,
     Delay,
-    FaultProxy,
     ResetBody,
     ResetRequest,
     ShortBody,
@@ -40,6 +38,8 @@ from tests.bed.proxy import (
     too_many_requests,
     unavailable,
 )
+from tests.bed.images import Image
+from tests.bed.proxy import FaultProxy
 from tests.bed.rawclient import RawClient
 from tests.bed.registry import AuthMode, RegistryFactory, RegistryServer, start_registry
 

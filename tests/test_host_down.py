@@ -26,7 +26,8 @@ from sync.registry import Registries
 from sync.report import Report
 from sync.retry import RetryPolicy, Timeouts
 from tests.bed import images
-from tests.bed.proxy import Delay, FaultProxy, StallBody
+from tests.bed.faults import Delay, StallBody
+from tests.bed.proxy import FaultProxy
 from tests.bed.rawclient import RawClient
 from tests.bed.registry import RegistryFactory, RegistryServer, start_registry
 from tests.bed.silent import (

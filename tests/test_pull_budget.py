@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 
 from tests.bed import images
+from tests.bed.faults import AddHeaders
 from tests.bed.images import Image
-from tests.bed.proxy import AddHeaders, FaultProxy
+from tests.bed.proxy import FaultProxy
 from tests.bed.rawclient import RawClient
 from tests.bed.registry import RegistryFactory, RegistryServer, start_registry
 

@@ -8,13 +8,11 @@ import gzip
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 
-import sync.retry
 from sync.errors import AuthenticationError, ManifestError, RegistryError, redact_url
 from sync.login import Credentials
 from sync.oci import (
@@ -38,6 +36,7 @@ from sync.registry import (
 from sync.retry import RetryPolicy
 from tests.bed.faults import AddHeaders
 from tests.bed.images import image_of, index_of, sha256_digest
+from tests.conftest import Waits
 from tests.fake_registry import FakeRegistry, route
 
 FAST = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.01, max_retry_after=1.0)
@@ -86,22 +85,6 @@ def fails(
         raise AssertionError(f"no error; requests:\n{fake.log()}")
 
     return run(fake, expect)
-
-
-class Waits:
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-
-    async def sleep(self, seconds: float) -> None:
-        self.seconds.append(seconds)
-        await asyncio.sleep(0)
-
-
-@pytest.fixture
-def waits(monkeypatch: pytest.MonkeyPatch) -> Waits:
-    recorder = Waits()
-    monkeypatch.setattr(sync.retry, "asyncio", SimpleNamespace(sleep=recorder.sleep))
-    return recorder
 
 
 def accept_types(header: str | None) -> set[str]:

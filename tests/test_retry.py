@@ -7,7 +7,6 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -21,6 +20,7 @@ from sync.retry import (
     parse_retry_after,
     send_with_retry,
 )
+from tests.conftest import Waits
 
 FAST = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.01, max_retry_after=1.0)
 URL = "https://registry.test/v2/"
@@ -103,23 +103,6 @@ def test_statuses_never_retried(status: int) -> None:
 
 
 # --- send_with_retry ------------------------------------------------------------------------
-
-
-class Waits:
-    """Records the sleeps send_with_retry asks for (without really waiting)."""
-
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-
-    async def sleep(self, seconds: float) -> None:
-        self.seconds.append(seconds)
-
-
-@pytest.fixture
-def waits(monkeypatch: pytest.MonkeyPatch) -> Waits:
-    recorder = Waits()
-    monkeypatch.setattr(sync.retry, "asyncio", SimpleNamespace(sleep=recorder.sleep))
-    return recorder
 
 
 def run_with(

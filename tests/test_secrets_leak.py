@@ -35,7 +35,8 @@ from sync.registry import HostSettings, Registries, RegistryClient
 from sync.report import Report
 from sync.retry import RetryPolicy
 from tests.bed import images
-from tests.bed.proxy import FaultProxy, unavailable
+from tests.bed.faults import unavailable
+from tests.bed.proxy import FaultProxy
 from tests.bed.rawclient import RawClient
 from tests.bed.registry import RegistryFactory, RegistryServer
 from tests.fake_secret_manager import FakeSecretManager

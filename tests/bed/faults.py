@@ -9,6 +9,7 @@ same rules to `httpx.MockTransport` traffic. It knows nothing about either.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -21,6 +22,7 @@ __all__ = [
     "CdnRedirect",
     "Delay",
     "Fault",
+    "FaultInjector",
     "FlipByte",
     "Invoke",
     "KeyFunction",
@@ -229,34 +231,11 @@ BODY_FAULTS = (ResetBody, ShortBody, StallBody, FlipByte)
 
 class Rules:
     """An ordered list of rules and the seeded generator their probabilities draw from. Not
-    thread-safe: a caller on several threads holds its own lock around `add` and `choose`."""
+    thread-safe: a caller on several threads holds its own lock around every use."""
 
     def __init__(self, rules: Sequence[Rule] = (), seed: int | str = 0) -> None:
         self.rules: list[Rule] = list(rules)
         self._random = random.Random(seed)
-
-    def add(
-        self,
-        fault: Fault,
-        *,
-        method: str = ".*",
-        path: str = ".*",
-        probability: float = 1.0,
-        times: int | None = None,
-        per_path: int | None = None,
-        per_key: int | None = None,
-        key: KeyFunction = by_path,
-    ) -> Rule:
-        """Add a rule (checked after the ones already there); returns it, counters included.
-        `per_path=N` is `per_key=N` with the default key."""
-        if per_path is not None:
-            per_key, key = per_path, by_path
-        rule = Rule(fault, method, path, probability, times, per_key, key)
-        self.rules.append(rule)
-        return rule
-
-    def clear(self) -> None:
-        self.rules.clear()
 
     def choose(self, method: str, target: str) -> list[Fault]:
         """The faults that fire for this request (`target` is the path with its query), their
@@ -284,3 +263,42 @@ class Rules:
             rule._per_key[key] = rule._per_key.get(key, 0) + 1
             chosen.append(rule.fault)
         return chosen
+
+
+class FaultInjector:
+    """What takes rules: the fault proxy and the in-memory registry alike. A subclass sets
+    `_rules`, and overrides `_rules_lock` when rules are read on another thread."""
+
+    _rules: Rules
+
+    def _rules_lock(self) -> contextlib.AbstractContextManager[object]:
+        return contextlib.nullcontext()
+
+    def add_rule(
+        self,
+        fault: Fault,
+        *,
+        method: str = ".*",
+        path: str = ".*",
+        probability: float = 1.0,
+        times: int | None = None,
+        per_path: int | None = None,
+        per_key: int | None = None,
+        key: KeyFunction = by_path,
+    ) -> Rule:
+        """Add a rule (checked after the ones already there); returns it, counters included.
+        `per_path=N` is `per_key=N` with the default key."""
+        if per_path is not None:
+            per_key, key = per_path, by_path
+        rule = Rule(fault, method, path, probability, times, per_key, key)
+        with self._rules_lock():
+            self._rules.rules.append(rule)
+        return rule
+
+    def clear_rules(self) -> None:
+        with self._rules_lock():
+            self._rules.rules.clear()
+
+    def _choose(self, method: str, target: str) -> list[Fault]:
+        with self._rules_lock():
+            return self._rules.choose(method, target)

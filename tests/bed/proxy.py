@@ -40,9 +40,9 @@ from tests.bed.faults import (
     CdnRedirect,
     Delay,
     Fault,
+    FaultInjector,
     FlipByte,
     Invoke,
-    KeyFunction,
     ResetBody,
     ResetRequest,
     Respond,
@@ -51,34 +51,10 @@ from tests.bed.faults import (
     ShortBody,
     StallBody,
     StripHeaders,
-    by_digest,
-    by_path,
-    too_many_requests,
-    unavailable,
 )
 from tests.bed.registry import RegistryServer
 
-__all__ = [
-    "AddHeaders",
-    "CdnRedirect",
-    "Delay",
-    "FaultProxy",
-    "FlipByte",
-    "Invoke",
-    "ProxyRecord",
-    "ResetBody",
-    "ResetRequest",
-    "Respond",
-    "Rule",
-    "ShortBody",
-    "StallBody",
-    "StripHeaders",
-    "by_digest",
-    "by_path",
-    "header_pairs",
-    "too_many_requests",
-    "unavailable",
-]
+__all__ = ["FaultProxy", "ProxyRecord", "header_pairs"]
 
 _HEAD_LIMIT = 1024 * 1024
 _RELAY_CHUNK = 64 * 1024
@@ -242,7 +218,7 @@ class _Closed(Exception):
 # -- the proxy ---------------------------------------------------------------------------------
 
 
-class FaultProxy:
+class FaultProxy(FaultInjector):
     """The proxy and its CDN, on free loopback ports, served by one background event loop.
 
     `upstream` is a RegistryServer or a `host:port` of a plain-HTTP registry. Use as a context
@@ -344,35 +320,8 @@ class FaultProxy:
 
     # -- configuration -----------------------------------------------------------------------
 
-    def add_rule(
-        self,
-        fault: Fault,
-        *,
-        method: str = ".*",
-        path: str = ".*",
-        probability: float = 1.0,
-        times: int | None = None,
-        per_path: int | None = None,
-        per_key: int | None = None,
-        key: KeyFunction = by_path,
-    ) -> Rule:
-        """Add a rule (checked after the ones already there); returns it, counters included.
-        `per_path=N` is `per_key=N` with the default key."""
-        with self._lock:
-            return self._rules.add(
-                fault,
-                method=method,
-                path=path,
-                probability=probability,
-                times=times,
-                per_path=per_path,
-                per_key=per_key,
-                key=key,
-            )
-
-    def clear_rules(self) -> None:
-        with self._lock:
-            self._rules.clear()
+    def _rules_lock(self) -> contextlib.AbstractContextManager[object]:
+        return self._lock
 
     def on_request_bytes(self, threshold: int, callback: Callable[[int], None]) -> None:
         """Call `callback(total)` once, in the proxy thread, as soon as the request bodies
@@ -401,10 +350,6 @@ class FaultProxy:
             self._log.append(record)
 
     # -- choosing faults ---------------------------------------------------------------------
-
-    def _choose(self, method: str, target: str) -> list[Fault]:
-        with self._lock:
-            return self._rules.choose(method, target)
 
     def _count_request_bytes(self, n: int) -> None:
         fire: list[tuple[Callable[[int], None], int]] = []
