@@ -22,6 +22,7 @@ from tests.bed.registry import (
     start_registry,
 )
 from tests.bed.token_server import signing_material
+from tests.scenario import Scenario
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -102,6 +103,14 @@ def any_registry(
     """A running registry, once per auth mode."""
     mode: AuthMode = request.param
     return registry_factory(mode)
+
+
+@pytest.fixture
+def scenario(
+    hub_registry: RegistryServer, quay_registry: RegistryServer, tmp_path: Path
+) -> Scenario:
+    """The production pair: a Docker-Hub-like upstream, a Quay-like target with a robot."""
+    return Scenario(hub_registry, quay_registry, tmp_path)
 
 
 @pytest.fixture

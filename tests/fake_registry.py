@@ -25,24 +25,7 @@ from typing import Any, Literal
 
 import httpx
 
-from tests.bed.faults import (
-    BODY_FAULTS,
-    TERMINAL,
-    AddHeaders,
-    CdnRedirect,
-    Delay,
-    Fault,
-    FaultInjector,
-    FlipByte,
-    Invoke,
-    ResetBody,
-    ResetRequest,
-    Respond,
-    Rules,
-    ShortBody,
-    StallBody,
-    StripHeaders,
-)
+from tests.bed import faults
 from tests.bed.images import OCI_INDEX, Image, sha256_digest
 
 __all__ = [
@@ -157,7 +140,7 @@ AuthMode = Literal["none", "basic", "bearer"]
 MountMode = Literal["mount", "session", "error"]
 
 
-class FakeRegistry(FaultInjector):
+class FakeRegistry(faults.FaultInjector):
     """One registry host (plus its token endpoint `auth.<host>` and CDN `cdn.<host>`).
 
     `auth`: "none", "basic" (users in `users`) or "bearer" (tokens from the fake's own realm;
@@ -207,9 +190,9 @@ class FakeRegistry(FaultInjector):
         self.uploads: dict[str, _Upload] = {}
         self.tokens: dict[str, frozenset[tuple[str, str]]] = {}
         self.requests: list[Recorded] = []
-        self._rules = Rules(seed=host)
+        self._rules = faults.Rules(seed=host)
         self.hooks: list[Hook] = []
-        self._cdn_faults: dict[str, tuple[Fault, ...]] = {}
+        self._cdn_faults: dict[str, tuple[faults.Fault, ...]] = {}
         self._ids = itertools.count(1)
 
     # -- setup and inspection --------------------------------------------------------------
@@ -281,7 +264,7 @@ class FakeRegistry(FaultInjector):
         order, then behave normally again: one `Respond` rule each, fired once."""
         for response in responses:
             headers = tuple(response.headers.multi_items())
-            answer = Respond(response.status_code, headers, response.read())
+            answer = faults.Respond(response.status_code, headers, response.read())
             self.add_rule(answer, method=method, path=path, times=1)
 
     # -- dispatch ----------------------------------------------------------------------------
@@ -295,8 +278,8 @@ class FakeRegistry(FaultInjector):
             await asyncio.sleep(0)
         host = request.url.netloc.decode("ascii")
         target = request.url.raw_path.decode("ascii")
-        faults = self._choose(request.method, target) if host == self.host else []
-        response = await self._faulted(request, faults)
+        chosen = self._choose(request.method, target) if host == self.host else []
+        response = await self._faulted(request, chosen)
         if response is None:
             for hook in list(self.hooks):
                 answer = hook(request)
@@ -307,38 +290,38 @@ class FakeRegistry(FaultInjector):
                     break
         if response is None:
             response = self._answer(request)
-        response = self._body_faults(response, faults)
+        response = self._body_faults(response, chosen)
         record.status = response.status_code
         return response
 
     async def _faulted(
-        self, request: httpx.Request, faults: Sequence[Fault]
+        self, request: httpx.Request, chosen: Sequence[faults.Fault]
     ) -> httpx.Response | None:
         """Delays and callbacks, then the answer a fault gives instead of the registry's."""
-        for fault in faults:
-            if isinstance(fault, Delay):
+        for fault in chosen:
+            if isinstance(fault, faults.Delay):
                 await asyncio.sleep(fault.seconds)
-            elif isinstance(fault, Invoke):
+            elif isinstance(fault, faults.Invoke):
                 try:
                     fault.callback(request.method, request.url.raw_path.decode("ascii"))
                 except ConnectionError:
                     raise httpx.RemoteProtocolError(
                         "Server disconnected without sending a response.", request=request
                     ) from None
-        terminal = next((f for f in faults if isinstance(f, TERMINAL)), None)
-        if isinstance(terminal, Respond):
+        terminal = next((f for f in chosen if isinstance(f, faults.TERMINAL)), None)
+        if isinstance(terminal, faults.Respond):
             chunked = any(k.lower() == "transfer-encoding" for k, _ in terminal.headers)
             if chunked:  # no Content-Length: the body runs as long as it runs
                 return httpx.Response(
                     terminal.status, headers=terminal.headers, stream=_ChunkStream([terminal.body])
                 )
             return httpx.Response(terminal.status, headers=terminal.headers, content=terminal.body)
-        if isinstance(terminal, ResetRequest):
+        if isinstance(terminal, faults.ResetRequest):
             raise httpx.WriteError("connection reset by peer", request=request)
         m = _BLOB.fullmatch(request.url.path)
-        if isinstance(terminal, CdnRedirect) and request.method == "GET" and m:
+        if isinstance(terminal, faults.CdnRedirect) and request.method == "GET" and m:
             ticket = f"ticket-{next(self._ids)}"
-            self._cdn_faults[ticket] = tuple(f for f in faults if isinstance(f, BODY_FAULTS))
+            self._cdn_faults[ticket] = tuple(f for f in chosen if isinstance(f, faults.BODY_FAULTS))
             location = (
                 f"https://{self.cdn_host}/blobs/{m['digest']}"
                 f"?X-Amz-Signature=signed&ticket={ticket}"
@@ -346,17 +329,19 @@ class FakeRegistry(FaultInjector):
             return httpx.Response(307, headers={"Location": location})
         return None
 
-    def _body_faults(self, response: httpx.Response, faults: Sequence[Fault]) -> httpx.Response:
+    def _body_faults(
+        self, response: httpx.Response, chosen: Sequence[faults.Fault]
+    ) -> httpx.Response:
         """Header changes, then a flipped byte or a body cut off, on the answer."""
-        for fault in faults:
-            if isinstance(fault, AddHeaders):
+        for fault in chosen:
+            if isinstance(fault, faults.AddHeaders):
                 for name, value in fault.headers:
                     response.headers[name] = value
-            elif isinstance(fault, StripHeaders):
+            elif isinstance(fault, faults.StripHeaders):
                 for name in fault.names:
                     if name in response.headers:
                         del response.headers[name]
-        body = [f for f in faults if isinstance(f, BODY_FAULTS)]
+        body = [f for f in chosen if isinstance(f, faults.BODY_FAULTS)]
         if (
             not body
             or response.status_code == 307
@@ -366,10 +351,14 @@ class FakeRegistry(FaultInjector):
         data = bytearray(response.content)
         then, keep = "end", len(data)
         for fault in body:
-            if isinstance(fault, FlipByte) and data:
+            if isinstance(fault, faults.FlipByte) and data:
                 data[len(data) // 2 if fault.offset is None else fault.offset] ^= 0x01
-            elif isinstance(fault, ResetBody | ShortBody | StallBody):
-                then = {ResetBody: "reset", ShortBody: "short", StallBody: "stall"}[type(fault)]
+            elif isinstance(fault, faults.ResetBody | faults.ShortBody | faults.StallBody):
+                then = {
+                    faults.ResetBody: "reset",
+                    faults.ShortBody: "short",
+                    faults.StallBody: "stall",
+                }[type(fault)]
                 keep = min(fault.after_bytes, len(data))
         return httpx.Response(
             response.status_code,

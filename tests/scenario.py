@@ -1,6 +1,6 @@
-"""Scenarios for engine and CLI tests: configs that point at test-bed registries, seeded
-upstream images, runs through the Python API or the `python -m sync` subprocess, and views of
-what a registry holds or was asked.
+"""The world of the integration tests: test-bed registries paired by auth mode, upstreams
+seeded with images, configs that point at them with credentials in env vars, runs through the
+Python API or the `python -m sync` subprocess, and views of what a registry holds or was asked.
 
 Owns nothing of the code under test beyond its public entry points (`Engine`, `RunOptions`,
 `registries_for`, `CredentialResolver`, `load_config`, the CLI).
@@ -9,32 +9,43 @@ Owns nothing of the code under test beyond its public entry points (`Engine`, `R
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import hashlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sync.config import load_config
+import httpx
+
+from sync.config import Config, load_config
 from sync.credentials import CredentialResolver
 from sync.engine import Engine, RunOptions, registries_for
+from sync.registry import HostSettings, Registries
 from sync.report import Report, TagReport
+from sync.retry import RetryPolicy
 from tests.bed.images import Image
 from tests.bed.rawclient import RawClient
-from tests.bed.registry import RegistryRequest, RegistryServer
+from tests.bed.registry import AuthMode, RegistryRequest, RegistryServer, start_registry
 
 __all__ = [
+    "PAIRS",
     "REPO_ROOT",
     "WRITE_METHODS",
     "CliResult",
+    "Pair",
     "Scenario",
     "cli_env",
+    "engine_run",
     "manifest_requests",
+    "run_now",
     "seed",
+    "seeded_registry",
     "storage_snapshot",
     "tag_reports",
     "writes",
@@ -43,6 +54,53 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WRITE_METHODS = frozenset({"PUT", "POST", "PATCH", "DELETE"})
 _CLI_TIMEOUT = 60.0
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A source and a target auth mode; `anonymous_source` pulls without credentials."""
+
+    source: AuthMode
+    target: AuthMode
+    anonymous_source: bool = False
+
+    @property
+    def id(self) -> str:
+        src = f"{self.source}(anonymous)" if self.anonymous_source else self.source
+        return f"{src}->{self.target}"
+
+    @property
+    def slug(self) -> str:
+        """A repository path component naming the pair."""
+        return f"{self.source}{'-anon' if self.anonymous_source else ''}-to-{self.target}"
+
+
+PAIRS: tuple[Pair, ...] = (
+    Pair("anonymous", "anonymous"),
+    Pair("basic", "basic"),
+    Pair("bearer-hub", "bearer-hub"),
+    Pair("bearer-quay", "bearer-quay"),
+    # What production does: anonymous Docker Hub pulls, pushes to Quay as a robot.
+    Pair("bearer-hub", "bearer-quay", anonymous_source=True),
+)
+
+
+@contextlib.contextmanager
+def seeded_registry(
+    base_dir: Path,
+    catalogue: Mapping[str, Mapping[str, Image]],
+    auth: AuthMode = "anonymous",
+) -> Iterator[RegistryServer]:
+    """A registry holding `catalogue` (repository -> tag -> image), stopped on the way out;
+    read-only for its tests, so one can serve a whole module."""
+    server = start_registry(auth, base_dir=base_dir)
+    try:
+        for repo, tags in catalogue.items():
+            seed(server, repo, tags)
+        yield server
+    finally:
+        server.stop()
 
 
 def _env_prefix(server: RegistryServer) -> str:
@@ -187,6 +245,33 @@ class Scenario:
     def clear_requests(self) -> None:
         self.upstream.clear_requests()
         self.target.clear_requests()
+
+
+def run_now(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, then collect garbage at once: a failed run leaves cancelled coroutines
+    behind, and CPython 3.11.7 raises "SystemError: AST constructor recursion depth mismatch"
+    when the collector finalises them in the middle of pytest's traceback rendering."""
+    try:
+        return asyncio.run(main)
+    finally:
+        gc.collect()
+
+
+def engine_run(
+    config: Config,
+    transport: httpx.AsyncBaseTransport,
+    *,
+    policy: RetryPolicy,
+    options: RunOptions | None = None,
+) -> Report:
+    """One engine run over `transport` (in-memory registries, say), anonymous everywhere."""
+
+    async def main() -> Report:
+        registries = Registries(lambda _host: HostSettings(), policy=policy, transport=transport)
+        async with registries:
+            return await Engine(config, registries).run(options)
+
+    return run_now(main())
 
 
 def run_cli(*args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> CliResult:

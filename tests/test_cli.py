@@ -34,13 +34,6 @@ TARGET_REPO = Scenario.target_repo(NAME)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_DRIFT = 0, 1, 2, 3, 4
 
 
-@pytest.fixture
-def scenario(
-    hub_registry: RegistryServer, quay_registry: RegistryServer, tmp_path: Path
-) -> Scenario:
-    return Scenario(hub_registry, quay_registry, tmp_path)
-
-
 def _expect(result: CliResult, code: int) -> None:
     assert result.returncode == code, f"want exit {code}; {result.describe()}"
 

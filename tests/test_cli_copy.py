@@ -22,31 +22,10 @@ import pytest
 from tests.bed import images
 from tests.bed.images import Image
 from tests.bed.rawclient import RawClient
-from tests.bed.registry import AuthMode, RegistryFactory, RegistryServer
+from tests.bed.registry import RegistryFactory, RegistryServer
+from tests.scenario import PAIRS, Pair
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class Pair:
-    source: AuthMode
-    target: AuthMode
-    anonymous_source: bool = False
-
-    @property
-    def id(self) -> str:
-        src = f"{self.source}(anonymous)" if self.anonymous_source else self.source
-        return f"{src}->{self.target}"
-
-
-PAIRS: tuple[Pair, ...] = (
-    Pair("anonymous", "anonymous"),
-    Pair("basic", "basic"),
-    Pair("bearer-hub", "bearer-hub"),
-    Pair("bearer-quay", "bearer-quay"),
-    # Production: anonymous pulls from a Docker-Hub-like upstream, a robot pushing to Quay.
-    Pair("bearer-hub", "bearer-quay", anonymous_source=True),
-)
 
 
 @dataclass

@@ -34,6 +34,7 @@ from tests.bed.registry import (
     RegistryServer,
     start_registry,
 )
+from tests.scenario import PAIRS, Pair
 
 # -- registries shared by the module ----------------------------------------------------------
 
@@ -87,35 +88,6 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
         yield servers
     finally:
         servers.stop()
-
-
-@dataclass(frozen=True)
-class Pair:
-    """A source and a target auth mode; `anonymous_source` pulls without credentials."""
-
-    source: AuthMode
-    target: AuthMode
-    anonymous_source: bool = False
-
-    @property
-    def id(self) -> str:
-        src = f"{self.source}(anonymous)" if self.anonymous_source else self.source
-        return f"{src}->{self.target}"
-
-    @property
-    def slug(self) -> str:
-        """A repository path component naming the pair."""
-        return f"{self.source}{'-anon' if self.anonymous_source else ''}-to-{self.target}"
-
-
-PAIRS: tuple[Pair, ...] = (
-    Pair("anonymous", "anonymous"),
-    Pair("basic", "basic"),
-    Pair("bearer-hub", "bearer-hub"),
-    Pair("bearer-quay", "bearer-quay"),
-    # What production does: anonymous Docker Hub pulls, pushes to Quay as a robot.
-    Pair("bearer-hub", "bearer-quay", anonymous_source=True),
-)
 
 
 @dataclass(frozen=True)

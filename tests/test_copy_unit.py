@@ -5,10 +5,9 @@ they hold afterwards."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
-from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 import pytest
@@ -30,13 +29,13 @@ from tests.bed.images import (
     sha256_digest,
 )
 from tests.fake_registry import FakeRegistry, Recorded, route
+from tests.scenario import run_now
 
 FAST = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.01, max_retry_after=1.0)
 SOURCE = "src.test/team/app:v1"
 TARGET = "dst.test/mirror/app:v1"
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 IN_TOTO = "application/vnd.in-toto+json"
-T = TypeVar("T")
 
 AMD64 = image_of([b"base layer", b"amd64 layer"], config=b'{"architecture": "amd64"}')
 ARM64 = image_of([b"base layer", b"arm64 layer " * 50], config=b'{"architecture": "arm64"}')
@@ -44,16 +43,6 @@ ATTESTATION = image_of([b'{"predicate": "sbom"}'], layer_type=IN_TOTO, config=b"
 INDEX = index_of(
     [(AMD64, "linux/amd64"), (ARM64, "linux/arm64/v8")], attestations=[(ATTESTATION, AMD64.digest)]
 )
-
-
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run, then collect garbage at once: a failed copy leaves cancelled coroutines
-    behind, and CPython 3.11.7 raises "SystemError: AST constructor recursion depth mismatch"
-    when the collector finalises them in the middle of pytest's traceback rendering."""
-    try:
-        return asyncio.run(main)
-    finally:
-        gc.collect()
 
 
 def fakes(**source_options: Any) -> tuple[FakeRegistry, FakeRegistry]:
@@ -98,7 +87,7 @@ def copy(
         async with registries_for(source_fake, target_fake, credentials=credentials) as registries:
             return await copy_with(Copier(), registries, source, target)
 
-    return run(main())
+    return run_now(main())
 
 
 def copy_fails(
@@ -242,7 +231,7 @@ def test_progress_reports_every_blob_byte() -> None:
         async with registries_for(source, target) as registries:
             return await copy_with(Copier(progress=progress.append), registries)
 
-    result = run(main())
+    result = run_now(main())
     total = sum(len(data) for data in AMD64.blobs.values())
     assert sum(progress) == total == result.stats.bytes_copied, (progress, result.stats)
 
@@ -441,7 +430,7 @@ def test_blob_longer_than_its_descriptor_without_content_length_is_cut_off() -> 
             await copy_with(Copier(progress=sent.append), registries)
 
     with pytest.raises(BlobMismatchError, match="more than"):
-        run(main())
+        run_now(main())
     assert sum(sent) <= sum(len(blob) for blob in image.blobs.values()), (
         f"{sum(sent)} bytes passed on: not cut off"
     )
@@ -486,7 +475,7 @@ def test_blob_shared_by_two_concurrent_copies_is_uploaded_once() -> None:
                 copy_with(copier, registries, "src.test/team/two:v1", "dst.test/mirror/app:two"),
             )
 
-    results = run(main())
+    results = run_now(main())
     layer = sha256_digest(shared)
     assert uploaded(target).count(layer) == 1, f"shared blob uploaded twice:\n{target.log()}"
     assert len(source.matching("GET", f"/blobs/{layer}$")) == 1
@@ -545,7 +534,7 @@ def test_failed_background_blob_transfer_does_not_poison_later_copies() -> None:
             # The target accepts pushes again: a new copy of `slow` must work.
             return await copy_with(copier, registries, "src.test/team/second:v1")
 
-    result = run(main())
+    result = run_now(main())
     assert result.digest == second.digest
     assert target.has_blob("mirror/app", sha256_digest(slow))
 

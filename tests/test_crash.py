@@ -28,7 +28,8 @@ from tests.bed.faults import Delay, Invoke
 from tests.bed.images import Image
 from tests.bed.proxy import FaultProxy
 from tests.bed.rawclient import RawClient
-from tests.bed.registry import RegistryFactory, RegistryServer, start_registry
+from tests.bed.registry import RegistryFactory, RegistryServer
+from tests.scenario import seeded_registry
 
 SEED = 4242
 LAYER = 160 * 1024
@@ -71,15 +72,8 @@ def _kill_points() -> list[tuple[str, float]]:
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    server = start_registry("anonymous", base_dir=tmp_path_factory.mktemp("crash-upstream"))
-    try:
-        with RawClient(server) as raw:
-            for repo, tags in CATALOGUE.items():
-                for tag, image in tags.items():
-                    raw.push_image(repo, tag, image)
+    with seeded_registry(tmp_path_factory.mktemp("crash-upstream"), CATALOGUE) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _drop(method: str, target: str) -> None:

@@ -37,13 +37,6 @@ UPSTREAM_REPO = Scenario.upstream_repo(NAME)
 TARGET_REPO = Scenario.target_repo(NAME)
 
 
-@pytest.fixture
-def scenario(
-    hub_registry: RegistryServer, quay_registry: RegistryServer, tmp_path: Path
-) -> Scenario:
-    return Scenario(hub_registry, quay_registry, tmp_path)
-
-
 def _target_digests(
     server: RegistryServer, repo: str, tags: Iterable[str]
 ) -> dict[str, str | None]:

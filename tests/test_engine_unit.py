@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
 import httpx
 
@@ -17,17 +14,10 @@ from sync.retry import RetryPolicy
 from tests.bed.faults import FlipByte
 from tests.bed.images import image_of
 from tests.fake_registry import FakeRegistry, route
+from tests.scenario import engine_run, run_now
 
-T = TypeVar("T")
 FAST = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.01, max_retry_after=1.0)
 SPENT = {"ratelimit-limit": "100;w=21600", "ratelimit-remaining": "0;w=21600"}
-
-
-def run(main: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(main)
-    finally:
-        gc.collect()
 
 
 def _sync(source: FakeRegistry, target: FakeRegistry, options: RunOptions) -> Report:
@@ -44,14 +34,7 @@ def _sync(source: FakeRegistry, target: FakeRegistry, options: RunOptions) -> Re
         }
     )
 
-    async def main() -> Report:
-        registries = Registries(
-            lambda _host: HostSettings(), policy=FAST, transport=route(source, target)
-        )
-        async with registries:
-            return await Engine(config, registries).run(options)
-
-    return run(main())
+    return engine_run(config, route(source, target), policy=FAST, options=options)
 
 
 def _seeded() -> tuple[FakeRegistry, FakeRegistry]:
@@ -190,7 +173,7 @@ def test_permanent_failures_only_are_not_retryable() -> None:
         async with registries:
             return await Engine(config, registries).run(RunOptions())
 
-    report = run(main())
+    report = run_now(main())
 
     assert report.status == "failed" and not report.retryable, report.to_json(indent=2)
 

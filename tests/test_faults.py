@@ -18,7 +18,6 @@ import time
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -41,7 +40,8 @@ from tests.bed.faults import (
 from tests.bed.images import Image
 from tests.bed.proxy import FaultProxy
 from tests.bed.rawclient import RawClient
-from tests.bed.registry import AuthMode, RegistryFactory, RegistryServer, start_registry
+from tests.bed.registry import RegistryFactory, RegistryServer
+from tests.scenario import seeded_registry
 
 SEED = 20261127
 LAYER = 96 * 1024  # random bytes per layer: gzip cannot shrink them, so blobs are this big
@@ -135,33 +135,19 @@ class World:
         )
 
 
-def _seeded_upstream(auth: AuthMode, base: Path) -> RegistryServer:
-    """An upstream registry holding the catalogue. Read-only for the tests, so one per module."""
-    server = start_registry(auth, base_dir=base)
-    try:
-        with RawClient(server) as raw:
-            for repo, tags in _catalogue().items():
-                for tag, image in tags.items():
-                    raw.push_image(repo, tag, image)
-    except BaseException:
-        server.stop()
-        raise
-    return server
-
-
 @pytest.fixture(scope="module")
 def anon_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    server = _seeded_upstream("anonymous", tmp_path_factory.mktemp("faults-upstream-anon"))
-    yield server
-    server.stop()
+    base = tmp_path_factory.mktemp("faults-upstream-anon")
+    with seeded_registry(base, _catalogue()) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def hub_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     """Docker-Hub-like (Bearer tokens): every registry request carries `Authorization`."""
-    server = _seeded_upstream("bearer-hub", tmp_path_factory.mktemp("faults-upstream-hub"))
-    yield server
-    server.stop()
+    base = tmp_path_factory.mktemp("faults-upstream-hub")
+    with seeded_registry(base, _catalogue(), "bearer-hub") as server:
+        yield server
 
 
 def _figures(label: str, proxy: FaultProxy) -> None:

@@ -25,7 +25,8 @@ from tests.bed.faults import AddHeaders
 from tests.bed.images import Image
 from tests.bed.proxy import FaultProxy
 from tests.bed.rawclient import RawClient
-from tests.bed.registry import RegistryFactory, RegistryServer, start_registry
+from tests.bed.registry import RegistryFactory, RegistryServer
+from tests.scenario import seeded_registry
 
 SEED = 777
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -38,14 +39,9 @@ CATALOGUE: dict[str, Image] = {
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    server = start_registry("anonymous", base_dir=tmp_path_factory.mktemp("budget-upstream"))
-    try:
-        with RawClient(server) as raw:
-            for tag, image in CATALOGUE.items():
-                raw.push_image("istio/app", tag, image)
+    base = tmp_path_factory.mktemp("budget-upstream")
+    with seeded_registry(base, {"istio/app": CATALOGUE}) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _sync(

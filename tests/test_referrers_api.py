@@ -4,34 +4,22 @@ one that filters unasked (`OCI-Filters-Applied`), and targets with and without `
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import json
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
 import httpx
 
 from sync.config import parse_config
-from sync.engine import Engine, RunOptions
-from sync.registry import HostSettings, Registries
+from sync.engine import RunOptions
 from sync.report import Report, TagReport
 from sync.retry import RetryPolicy
 from tests.bed.images import OCI_INDEX, OCI_MANIFEST, image_of
 from tests.fake_registry import FakeRegistry, route
+from tests.scenario import engine_run
 
-T = TypeVar("T")
 FAST = RetryPolicy(attempts=2, base_delay=0.001, max_delay=0.01, max_retry_after=1.0)
 UP, DOWN = "istio/app", "sail-dev/app"
 SBOM = "application/spdx+json"
 SIG = "application/vnd.dev.sigstore.bundle.v0.3+json"
-
-
-def run(main: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(main)
-    finally:
-        gc.collect()
 
 
 def _sync(
@@ -55,14 +43,7 @@ def _sync(
         }
     )
 
-    async def main() -> Report:
-        registries = Registries(
-            lambda _host: HostSettings(), policy=FAST, transport=route(source, target)
-        )
-        async with registries:
-            return await Engine(config, registries).run(options)
-
-    return run(main())
+    return engine_run(config, route(source, target), policy=FAST, options=options)
 
 
 def _referrer(

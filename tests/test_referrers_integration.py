@@ -11,9 +11,6 @@ from __future__ import annotations
 import collections
 import json
 from dataclasses import dataclass
-from pathlib import Path
-
-import pytest
 
 from sync.engine import RunOptions
 from sync.report import Report
@@ -88,13 +85,6 @@ def _signed_upstream(server: RegistryServer) -> Signed:
         per_tag={"1.0": 4, "latest": 3},
         unrelated=unrelated,
     )
-
-
-@pytest.fixture
-def scenario(
-    hub_registry: RegistryServer, quay_registry: RegistryServer, tmp_path: Path
-) -> Scenario:
-    return Scenario(hub_registry, quay_registry, tmp_path)
 
 
 def _show(requests: list[RegistryRequest]) -> str:
