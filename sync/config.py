@@ -54,6 +54,9 @@ DEFAULT_CONFIG_NAME = "image-sync-config.json"
 # same ValidationError as pydantic's type errors, each at its path.
 
 _PROBLEM = "image_sync_problem"
+#: The same, raised by the checks between images (`Config._check_images`), which pydantic runs
+#: only when every field is valid: `parse_config` tells from it whether they have run.
+_CROSS_PROBLEM = "image_sync_cross_problem"
 #: A problem below the location pydantic reports: a relative path and a message.
 _SubProblem: TypeAlias = tuple[tuple[str | int, ...], str]
 
@@ -63,10 +66,10 @@ def _problem(message: str, *, at: Sequence[str | int] = ()) -> PydanticCustomErr
     return _problems([(tuple(at), message)])
 
 
-def _problems(items: Sequence[_SubProblem]) -> PydanticCustomError:
+def _problems(items: Sequence[_SubProblem], kind: str = _PROBLEM) -> PydanticCustomError:
     """Several problems found by one validator (a model-wide check)."""
     text = "; ".join(message for _, message in items)
-    return PydanticCustomError(_PROBLEM, "{text}", {"text": text, "problems": tuple(items)})
+    return PydanticCustomError(kind, "{text}", {"text": text, "problems": tuple(items)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,7 +445,7 @@ class Config(BaseModel):
             enumerate(self.images), self.check_new_tags, self.max_tags_to_check
         )
         if found:
-            raise _problems(found)
+            raise _problems(found, _CROSS_PROBLEM)
         for image in self.images:
             image._settle(self)
         return self
@@ -575,7 +578,7 @@ def _lines(error: ValidationError) -> list[str]:
         loc = tuple(err["loc"])
         kind = err["type"]
         ctx: Mapping[str, Any] = err.get("ctx") or {}
-        if kind == _PROBLEM:
+        if kind in (_PROBLEM, _CROSS_PROBLEM):
             for sub, message in ctx["problems"]:
                 lines.append(f"{_path(loc + tuple(sub))}: {message}")
         elif kind in ("missing", "extra_forbidden"):
@@ -598,13 +601,13 @@ def parse_config(data: object, source: str = "config") -> Config:
         return Config.model_validate(data)
     except ValidationError as err:
         problems = _lines(err)
+        crossed = any(e["type"] == _CROSS_PROBLEM for e in err.errors(include_url=False))
     except RecursionError:
         raise ConfigError(["(root): nested too deeply"], source) from None
-    # The checks between images run only on a Config that is otherwise valid; run them on what
-    # does validate, so one pass lists every problem.
-    for line in _partial_cross_problems(data):
-        if line not in problems:
-            problems.append(line)
+    # The checks between images run only on a Config whose fields are all valid; when they did
+    # not run, run them on what does validate, so that one pass lists every problem.
+    if not crossed:
+        problems.extend(_partial_cross_problems(data))
     raise ConfigError(problems, source)
 
 
