@@ -80,7 +80,7 @@ __all__ = [
 #: Makes the progress display of one copy, given what it copies ("image:tag" or a reference).
 ProgressFactory = Callable[[str], CopyProgress]
 
-log = logging.getLogger("image_sync")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

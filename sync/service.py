@@ -89,7 +89,7 @@ MAX_BODY_BYTES = 64 * 1024
 ALLOWED_METHODS = ("GET", "POST")
 FIELDS = ("images", "tags", "dry_run", "discover")
 
-log = logging.getLogger("image_sync")
+log = logging.getLogger(__name__)
 
 #: The `event` of the one summary line of each request; alerting counts these lines.
 SUMMARY_EVENT = "summary"

@@ -748,7 +748,7 @@ def test_the_handler_is_installed_once_and_not_at_import(
         client.get("/?dry_run=maybe")
     lines = log_lines(capsys.readouterr().out)
     assert len(lines) == 6, "a warning and a summary per request, not per installed handler"
-    handlers = logging.getLogger("image_sync").handlers
+    handlers = logging.getLogger("sync").handlers
     assert sum(type(h).__name__ == "_StdoutHandler" for h in handlers) == 1
 
 
@@ -778,11 +778,11 @@ def test_an_unknown_log_level_falls_back_to_info_and_says_so(
     client.get("/?dry_run=maybe")
     lines = log_lines(capsys.readouterr().out)
     assert any("LOG_LEVEL='CHATTY' is not a level" in e["message"] for e in lines), lines
-    assert logging.getLogger("image_sync").level == logging.INFO
+    assert logging.getLogger("sync").level == logging.INFO
 
 
 def test_the_formatter_keeps_its_own_keys_and_serialises_anything() -> None:
-    record = logging.LogRecord("image_sync", logging.WARNING, __file__, 1, "hi %s", ("x",), None)
+    record = logging.LogRecord("sync.engine", logging.WARNING, __file__, 1, "hi %s", ("x",), None)
     record.__dict__.update(severity="FAKE", image="a", digests=("sha256:1",), odd=object())
     with logs.log_context(scheduler_job="job"):
         entry = json.loads(logs.JsonFormatter().format(record))
@@ -800,7 +800,7 @@ def test_importing_main_loads_no_config_no_secret_manager_and_no_handler(tmp_pat
         "spec.loader.exec_module(module)\n"
         "assert callable(module.sync_images)\n"
         "assert not [m for m in sys.modules if m.startswith('google.cloud.secretmanager')]\n"
-        "assert not logging.getLogger('image_sync').handlers\n"
+        "assert not logging.getLogger('sync').handlers\n"
         "import asyncio\n"
         "assert asyncio.events._get_running_loop() is None\n"
         "print('ok')\n"
