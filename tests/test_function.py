@@ -26,7 +26,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 import sync.engine
-from sync import logs, service
+from sync import logs, request, service
 from sync.engine import Engine, RunOptions
 from sync.report import Report
 from tests.bed import images
@@ -435,6 +435,8 @@ BAD_BODIES: list[tuple[str, object, str]] = [
     ("images a string", {"images": "helloworld"}, "images: expected a list"),
     ("images empty", {"images": []}, "images: empty list"),
     ("image not a string", {"images": [1]}, "images[0]: expected a string, got 1"),
+    ("images null", {"images": None}, "images: expected a list of image names, got null"),
+    ("image name invalid", {"images": ["a b"]}, "images[0]: invalid image name 'a b'"),
     ("tags a string", {"tags": "1.0"}, "tags: expected a list"),
     ("tag not a string", {"tags": ["1.0", None]}, "tags[1]: expected a string, got null"),
     ("tag invalid", {"tags": ["has space"]}, "tags[0]: invalid tag 'has space'"),
@@ -528,13 +530,13 @@ def test_fields_come_from_one_place_only(client: FlaskClient, offline: Path) -> 
 
 
 def test_query_lists_may_repeat_or_use_commas_and_duplicates_count_once() -> None:
-    parsed = service.parse_query(
+    parsed = request.parse_query(
         [("images", "a, b"), ("images", "c,a"), ("dry_run", "0"), ("discover", "False")]
     )
-    assert parsed == service.SyncRequest(images=("a", "b", "c"), dry_run=False, discover=False)
-    assert service.parse_query([]) == service.SyncRequest()
-    assert service.parse_body("application/json; charset=utf-8", b"") == service.SyncRequest()
-    assert service.parse_body(None, b"  \n") == service.SyncRequest(), "an empty body is fine"
+    assert parsed == request.SyncRequest(images=("a", "b", "c"), dry_run=False, discover=False)
+    assert request.parse_query([]) == request.SyncRequest()
+    assert request.parse_body("application/json; charset=utf-8", b"") == request.SyncRequest()
+    assert request.parse_body(None, b"  \n") == request.SyncRequest(), "an empty body is fine"
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS"])
