@@ -251,9 +251,13 @@ class Engine:
         *,
         progress: ProgressFactory | None = None,
         blob_concurrency: int = 4,
+        credentials: CredentialProvider | None = None,
     ) -> None:
         self.config = config
         self.registries = registries
+        #: Who looks up the registries' credentials (the provider the clients were made with),
+        #: for checks that ask before any registry does (`check-deps`).
+        self.credentials = credentials
         self._progress = progress
         self._copier = Copier(blob_concurrency=blob_concurrency)
         self._referrers = Referrers(self._copier)

@@ -22,12 +22,13 @@ lines by their fields and alerts on them: fields may be added, never renamed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -43,7 +44,7 @@ from sync.logs import clip, install_logging, log_context, trace_fields
 
 if TYPE_CHECKING:
     from sync.config import Config
-    from sync.engine import RunOptions
+    from sync.engine import Engine, ProgressFactory, RunOptions
     from sync.fanout import Dispatch, FanoutSettings
     from sync.report import Report
     from sync.request import BadRequest, SyncRequest
@@ -67,6 +68,7 @@ __all__ = [
     "handle",
     "internal_error",
     "log_summary",
+    "open_engine",
     "platform_timeout_needed",
     "run_once",
     "trigger_of",
@@ -188,6 +190,29 @@ def platform_timeout_needed(deadline: float) -> float:
     return hard_stop_after(deadline) + LAST_RESORT_SECONDS + ANSWER_MARGIN_SECONDS
 
 
+@contextlib.asynccontextmanager
+async def open_engine(
+    config: Config,
+    env: Mapping[str, str],
+    *,
+    insecure: Mapping[str, bool] | None = None,
+    progress: ProgressFactory | None = None,
+) -> AsyncIterator[Engine]:
+    """An engine on `config` with its own credential resolver (secrets read once, when a
+    registry first asks) and registry clients, all closed when the block ends; the one way the
+    function and the CLI open one. `insecure` (from `insecure_hosts`) and `progress` are the
+    CLI's `--insecure` and its progress display."""
+    from sync.credentials import CredentialResolver  # noqa: PLC0415
+    from sync.engine import Engine, registries_for  # noqa: PLC0415
+
+    credentials = CredentialResolver(config, env=env)
+    try:
+        async with registries_for(config, credentials, insecure=insecure) as registries:
+            yield Engine(config, registries, progress=progress, credentials=credentials)
+    finally:
+        credentials.close()
+
+
 async def run_once(
     config: Config,
     options: RunOptions,
@@ -195,24 +220,16 @@ async def run_once(
     env: Mapping[str, str],
     hard_timeout: float | None = None,
 ) -> Report:
-    """One engine run with its own credential resolver (secrets read once, closed at the end)
-    and registry clients; RunTimeout when it is still going after `hard_timeout` seconds."""
-    from sync.credentials import CredentialResolver  # noqa: PLC0415
-    from sync.engine import Engine, registries_for  # noqa: PLC0415
-
-    credentials = CredentialResolver(config, env=env)
-    try:
-        async with registries_for(config, credentials) as registries:
-            engine = Engine(config, registries)
-            try:
-                return await asyncio.wait_for(engine.run(options), timeout=hard_timeout)
-            except TimeoutError:
-                raise RunTimeout(
-                    f"the run was still going {hard_timeout:.0f}s after it started and was "
-                    "stopped; copies in flight were abandoned (the next run continues)"
-                ) from None
-    finally:
-        credentials.close()
+    """One engine run (`open_engine`); RunTimeout when it is still going after `hard_timeout`
+    seconds."""
+    async with open_engine(config, env) as engine:
+        try:
+            return await asyncio.wait_for(engine.run(options), timeout=hard_timeout)
+        except TimeoutError:
+            raise RunTimeout(
+                f"the run was still going {hard_timeout:.0f}s after it started and was "
+                "stopped; copies in flight were abandoned (the next run continues)"
+            ) from None
 
 
 def trigger_of(scheduler_job: str | None, task_queue: str | None) -> Trigger:
