@@ -169,6 +169,7 @@ def _assert_failed_cleanly(report: Report, bed: Bed, tag: str) -> TagReport:
     return entry
 
 
+@pytest.mark.integration
 def test_the_run_ends_with_a_report_and_the_good_tags_are_copied(
     report_and_bed: tuple[Report, Bed],
 ) -> None:
@@ -183,6 +184,7 @@ def test_the_run_ends_with_a_report_and_the_good_tags_are_copied(
             assert raw.verify_image("sail-dev/app", tag) >= bed.images[tag].all_digests()
 
 
+@pytest.mark.integration
 def test_a_wrong_content_type_is_overruled_by_the_manifests_own_media_type(
     report_and_bed: tuple[Report, Bed],
 ) -> None:
@@ -195,6 +197,7 @@ def test_a_wrong_content_type_is_overruled_by_the_manifests_own_media_type(
             assert (media_type, digest) == (manifest.media_type, manifest.digest)
 
 
+@pytest.mark.integration
 def test_invalid_json_manifest_fails_its_tag(report_and_bed: tuple[Report, Bed]) -> None:
     report, bed = report_and_bed
     entry = _assert_failed_cleanly(report, bed, "badjson")
@@ -203,6 +206,7 @@ def test_invalid_json_manifest_fails_its_tag(report_and_bed: tuple[Report, Bed])
     assert "not valid JSON" in entry.error.message
 
 
+@pytest.mark.integration
 def test_a_manifest_over_4_mib_fails_its_tag(report_and_bed: tuple[Report, Bed]) -> None:
     report, bed = report_and_bed
     entry = _assert_failed_cleanly(report, bed, "huge")
@@ -210,6 +214,7 @@ def test_a_manifest_over_4_mib_fails_its_tag(report_and_bed: tuple[Report, Bed])
     assert "too large" in entry.error.message or "exceeds" in entry.error.message
 
 
+@pytest.mark.integration
 def test_a_manifest_over_4_mib_is_not_reported_as_unreachable(
     report_and_bed: tuple[Report, Bed],
 ) -> None:
@@ -219,6 +224,7 @@ def test_a_manifest_over_4_mib_is_not_reported_as_unreachable(
     assert error.code != "UNREACHABLE" and "no answer" not in error.message, error
 
 
+@pytest.mark.integration
 def test_a_manifest_over_the_read_cap_fails_its_tag(report_and_bed: tuple[Report, Bed]) -> None:
     report, bed = report_and_bed
     entry = _assert_failed_cleanly(report, bed, "huger")
@@ -226,6 +232,7 @@ def test_a_manifest_over_the_read_cap_fails_its_tag(report_and_bed: tuple[Report
     assert "larger than" in entry.error.message or "too large" in entry.error.message
 
 
+@pytest.mark.integration
 def test_a_head_without_docker_content_digest_fails_its_tag(
     report_and_bed: tuple[Report, Bed],
 ) -> None:
@@ -236,6 +243,7 @@ def test_a_head_without_docker_content_digest_fails_its_tag(
     assert bed.proxy.injected("strip-headers")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("tag", ["nodigest", "huger"])
 def test_a_bad_200_answer_is_not_reported_as_http_200(
     report_and_bed: tuple[Report, Bed], tag: str
@@ -246,6 +254,7 @@ def test_a_bad_200_answer_is_not_reported_as_http_200(
     assert error.code != "HTTP_200", error
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("tag", ["wrongbytes", "portal"])
 def test_bytes_that_are_not_the_digest_asked_for_fail_their_tag(
     report_and_bed: tuple[Report, Bed], tag: str

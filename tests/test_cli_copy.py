@@ -214,6 +214,7 @@ def test_a_corrupt_upstream_blob_fails_and_tags_nothing(
     assert elapsed < 30, f"took {elapsed:.1f}s"
 
 
+@pytest.mark.integration
 def test_an_unparseable_reference_is_a_usage_error(tmp_path: Path) -> None:
     cli = _cli(tmp_path, {})
     result = cli.run("copy", "Not A//Reference!", "127.0.0.1:5000/mirror/app:v1")
