@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# uv installs the pinned requirements (and checkov's) far faster than pip; each venv gets its own.
+UV_VERSION := 0.13.9
+UV     := $(VENV)/bin/uv
+# pytest-xdist workers for `make test` and `make unit`: most tests wait on registries and servers.
+JOBS   ?= 2
 # `make demo` has its own environment: the runtime dependencies and the demo's, nothing else.
 DEMO_VENV  ?= .venv-demo
 DEMO_PY    := $(DEMO_VENV)/bin/python
@@ -13,9 +18,9 @@ DEMO_STAMP := $(DEMO_VENV)/.installed
 # A virtual environment with the runtime and development dependencies and the package itself.
 $(STAMP): requirements.txt demo/requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) pip install --quiet --python $(PY) -r requirements-dev.txt
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	touch $(STAMP)
 
 setup: $(STAMP) registry-bin
@@ -26,8 +31,8 @@ registry-bin:
 	@bash scripts/ensure-tools.sh
 
 # terraform fmt (when terraform is installed) and checkov, in its own virtual environment.
-infra-check:
-	bash scripts/check-infra.sh
+infra-check: $(STAMP)
+	UV=$(UV) bash scripts/check-infra.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -35,11 +40,11 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 test: setup lint infra-check
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(JOBS) --dist loadscope
 
-# The suite without the tests marked slow (fault injection and crashes).
-unit: $(STAMP) registry-bin
-	$(VENV)/bin/pytest -m "not slow" -x -q
+# The tests that start no process (no registry, server or subprocess): well under a minute.
+unit: $(STAMP)
+	$(VENV)/bin/pytest -n $(JOBS) -m "not integration" -q
 
 $(DEMO_STAMP): requirements.txt demo/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(DEMO_VENV)

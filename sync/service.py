@@ -8,10 +8,8 @@ engine within the time budget, mapping the outcome to a status (500 for a `faile
 that is `retryable`, so Cloud Scheduler retries; 200 otherwise), and JSON log lines for Cloud
 Logging. Never imports Flask or the functions framework.
 
-Log lines (`JsonFormatter`) go to stdout, one JSON object each: `severity`, `message`, `time`,
-`logger`, the run's context (`run_id`, `trigger`, `scheduler_job` from `X-CloudScheduler-JobName`,
-the trace), then the fields the engine passes in `extra`. `LOG_LEVEL` (DEBUG, INFO, WARNING,
-ERROR; default INFO) sets the level. Request bodies and headers are never logged.
+The run's log lines are written through `sync.logs` (Cloud Logging JSON on stdout, the run's
+context on every line); request bodies and headers are never logged.
 
 Every request, however it ends, writes exactly one summary line (`log_summary`): `event:
 "summary"`, `status`, `trigger`, `images`, `image` (when the run covered exactly one), the

@@ -1,11 +1,14 @@
 """Shared fixtures: real Distribution registries in every auth mode, stopped after each test;
-the retry policy's sleeps recorded instead of waited."""
+the retry policy's sleeps recorded instead of waited; and the `integration` marker: a test that
+starts a process (a registry, the function's server, the CLI, the demo, any subprocess) is
+marked, and a test that is not marked cannot start one."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,11 +27,84 @@ from tests.bed.registry import (
 from tests.bed.token_server import signing_material
 from tests.scenario import Scenario
 
+# Fixtures that start processes: a test that uses one, directly or through another fixture, is
+# marked `integration` at collection. Tests and module fixtures that start processes themselves
+# carry the marker in their module.
+PROCESS_FIXTURES = frozenset({"registry_factory"})
+
+# Audit events (sys.audit) raised when this interpreter starts another process.
+_SPAWN_EVENTS = frozenset(
+    {"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec"}
+    | {"os.system", "os.startfile"}
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+class ProcessGuard:
+    """Fails a test not marked `integration` that starts a process: the start raises (as
+    `pytest.fail`, which no `except Exception` swallows) and the test fails at teardown."""
+
+    def __init__(self) -> None:
+        self.test: str | None = None  # node id of the running unmarked test, else None
+        self.seen: list[str] = []
+
+    def __call__(self, event: str, args: tuple[object, ...]) -> None:
+        if event not in _SPAWN_EVENTS or self.test is None:
+            return
+        what = f"{event} {args[0]!r}" if args else event
+        self.seen.append(what)
+        pytest.fail(
+            f"{self.test} starts a process ({what}) but is not marked integration",
+            pytrace=False,
+        )
+
+    def take(self) -> list[str]:
+        """The process starts seen in the current test, forgotten."""
+        seen, self.seen = self.seen, []
+        return seen
+
+
+GUARD = ProcessGuard()
+sys.addaudithook(GUARD)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    unmarked = item.get_closest_marker("integration") is None
+    GUARD.test = item.nodeid if unmarked else None
+    GUARD.seen = []
+    try:
+        return (yield)
+    finally:
+        GUARD.test = None
+
+
+@pytest.fixture(autouse=True)
+def _no_process_in_unmarked_tests() -> Iterator[None]:
+    """Also catches a start whose failure the code under test caught and dropped."""
+    yield
+    seen = GUARD.take()
+    if seen:
+        pytest.fail(f"started a process but is not marked integration: {seen}", pytrace=False)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _token_signing_material() -> None:
     """Generate the token key and certificate once, up front, for the whole session."""
     signing_material()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What exists once the tests are collected (modules, their constants, the plugins) lives
+    until the end: out of the collector's sight, so that a collection after a test only walks
+    what the tests made."""
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True)

@@ -170,6 +170,7 @@ def _assert_failed_cleanly(report: Report, bed: Bed, tag: str) -> TagReport:
     return entry
 
 
+@pytest.mark.integration
 def test_the_run_ends_with_a_report_and_the_good_tags_are_copied(
     report_and_bed: tuple[Report, Bed],
 ) -> None:
@@ -184,6 +185,7 @@ def test_the_run_ends_with_a_report_and_the_good_tags_are_copied(
             assert raw.verify_image("sail-dev/app", tag) >= bed.images[tag].all_digests()
 
 
+@pytest.mark.integration
 def test_a_wrong_content_type_is_overruled_by_the_manifests_own_media_type(
     report_and_bed: tuple[Report, Bed],
 ) -> None:
@@ -196,6 +198,7 @@ def test_a_wrong_content_type_is_overruled_by_the_manifests_own_media_type(
             assert (media_type, digest) == (manifest.media_type, manifest.digest)
 
 
+@pytest.mark.integration
 def test_invalid_json_manifest_fails_its_tag(report_and_bed: tuple[Report, Bed]) -> None:
     report, bed = report_and_bed
     entry = _assert_failed_cleanly(report, bed, "badjson")
@@ -204,6 +207,7 @@ def test_invalid_json_manifest_fails_its_tag(report_and_bed: tuple[Report, Bed])
     assert "not valid JSON" in entry.error.message
 
 
+@pytest.mark.integration
 def test_a_manifest_over_4_mib_fails_its_tag(report_and_bed: tuple[Report, Bed]) -> None:
     report, bed = report_and_bed
     entry = _assert_failed_cleanly(report, bed, "huge")
@@ -211,6 +215,7 @@ def test_a_manifest_over_4_mib_fails_its_tag(report_and_bed: tuple[Report, Bed])
     assert "too large" in entry.error.message or "exceeds" in entry.error.message
 
 
+@pytest.mark.integration
 def test_a_manifest_over_4_mib_is_not_reported_as_unreachable(
     report_and_bed: tuple[Report, Bed],
 ) -> None:
@@ -220,6 +225,7 @@ def test_a_manifest_over_4_mib_is_not_reported_as_unreachable(
     assert error.code != "UNREACHABLE" and "no answer" not in error.message, error
 
 
+@pytest.mark.integration
 def test_a_manifest_over_the_read_cap_fails_its_tag(report_and_bed: tuple[Report, Bed]) -> None:
     report, bed = report_and_bed
     entry = _assert_failed_cleanly(report, bed, "huger")
@@ -227,6 +233,7 @@ def test_a_manifest_over_the_read_cap_fails_its_tag(report_and_bed: tuple[Report
     assert "larger than" in entry.error.message or "too large" in entry.error.message
 
 
+@pytest.mark.integration
 def test_a_head_without_docker_content_digest_fails_its_tag(
     report_and_bed: tuple[Report, Bed],
 ) -> None:
@@ -237,6 +244,7 @@ def test_a_head_without_docker_content_digest_fails_its_tag(
     assert bed.proxy.injected("strip-headers")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("tag", ["nodigest", "huger"])
 def test_a_bad_200_answer_is_not_reported_as_http_200(
     report_and_bed: tuple[Report, Bed], tag: str
@@ -247,6 +255,7 @@ def test_a_bad_200_answer_is_not_reported_as_http_200(
     assert error.code != "HTTP_200", error
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("tag", ["wrongbytes", "portal"])
 def test_bytes_that_are_not_the_digest_asked_for_fail_their_tag(
     report_and_bed: tuple[Report, Bed], tag: str

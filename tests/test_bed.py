@@ -390,6 +390,7 @@ def test_requests_include_unauthorized_attempts(quay_registry: RegistryServer) -
     assert quay_registry.requests() == [("HEAD", "/v2/x/manifests/v1", 401)]
 
 
+@pytest.mark.integration
 def test_stop_is_idempotent_and_keeps_the_log_readable(tmp_path: Any) -> None:
     server = start_registry("bearer-quay", base_dir=tmp_path / "r")
     try:

@@ -12,9 +12,12 @@ from bench.common import check_tools
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(
-    bool(check_tools()), reason=f"benchmark tools missing: {', '.join(check_tools())}"
-)
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        bool(check_tools()), reason=f"benchmark tools missing: {', '.join(check_tools())}"
+    ),
+]
 
 
 @pytest.mark.parametrize(

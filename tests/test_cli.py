@@ -27,6 +27,8 @@ from tests.contract import (
 )
 from tests.scenario import CliResult, Scenario, run_cli, seed, storage_snapshot, writes
 
+pytestmark = pytest.mark.integration
+
 NAME = "examples-helloworld-v1"
 UPSTREAM_REPO = Scenario.upstream_repo(NAME)
 TARGET_REPO = Scenario.target_repo(NAME)

@@ -224,6 +224,7 @@ def _token_fetches_per_repo(server: RegistryServer) -> dict[str, int]:
 # -- every shape, every auth mode ------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_every_shape_is_copied_digest_exactly(bed: Bed) -> None:
     """All shapes at once through one Copier (as a run does), then shared-b, whose base
     layers shared-a (and oci-manifest / docker-manifest, which equal the amd64 children of
@@ -259,6 +260,7 @@ def test_every_shape_is_copied_digest_exactly(bed: Bed) -> None:
     assert total == sum(len(b) for b in unique_blobs.values())
 
 
+@pytest.mark.integration
 def test_a_second_copy_transfers_nothing_and_reads_no_source_blob(bed: Bed) -> None:
     names = ("oci-index-attestation", "zstd")
 
@@ -297,6 +299,7 @@ def test_a_second_copy_transfers_nothing_and_reads_no_source_blob(bed: Bed) -> N
         _assert_same_image(bed.source, f"up/{name}", bed.target, bed.repo("again", name))
 
 
+@pytest.mark.integration
 def test_shared_layers_are_mounted_between_target_repositories(bed: Bed) -> None:
     first, second = SHAPES["shared-a"], SHAPES["shared-b"]
     shared = set(first.layers) & set(second.layers)
@@ -349,6 +352,7 @@ def test_shared_layers_are_mounted_between_target_repositories(bed: Bed) -> None
     _assert_same_image(bed.source, "up/shared-b", bed.target, repo_c)
 
 
+@pytest.mark.integration
 def test_a_child_already_on_the_target_is_not_read_from_the_source(bed: Bed) -> None:
     index = SHAPES["oci-index"]
     present = index.child("linux/amd64")
@@ -376,6 +380,7 @@ def test_a_child_already_on_the_target_is_not_read_from_the_source(bed: Bed) -> 
 # -- media types and tokens, on the production pair ------------------------------------------
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["docker-list", "oci-index"])
 def test_index_media_types_are_preserved(name: str, pool: Pool) -> None:
     source, target = pool.upstream("bearer-hub"), pool.mirror("bearer-quay")
@@ -396,6 +401,7 @@ def test_index_media_types_are_preserved(name: str, pool: Pool) -> None:
             assert down.get_manifest(target_repo, ref)[1] == up_type == expected, ref
 
 
+@pytest.mark.integration
 def test_token_requests_are_bounded_per_repository(pool: Pool) -> None:
     source, target = pool.upstream("bearer-hub"), pool.mirror("bearer-quay")
     assert source.token_server is not None and target.token_server is not None

@@ -405,6 +405,7 @@ def write_docker_json(directory: Path, data: object) -> Path:
     return path
 
 
+@pytest.mark.integration
 def test_creds_store_answers_for_every_registry_and_falls_back_to_auths(tmp_path: Path) -> None:
     fake_helper(tmp_path / "bin", "test", {"quay.io": ("robot", DISTINCTIVE)})
     path = write_docker_json(
@@ -419,6 +420,7 @@ def test_creds_store_answers_for_every_registry_and_falls_back_to_auths(tmp_path
     assert resolve("example.com") is None
 
 
+@pytest.mark.integration
 def test_cred_helpers_win_over_the_store_and_docker_hub_is_asked_as_docker_names_it(
     tmp_path: Path,
 ) -> None:
@@ -437,6 +439,7 @@ def test_cred_helpers_win_over_the_store_and_docker_hub_is_asked_as_docker_names
     assert hub_log.read_text().splitlines() == ["https://index.docker.io/v1/", "quay.io"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "key", ["docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/"]
 )
@@ -456,6 +459,7 @@ def test_a_missing_helper_is_an_error_naming_the_program(tmp_path: Path) -> None
         resolve("quay.io")
 
 
+@pytest.mark.integration
 def test_a_failing_helper_says_why_without_any_secret(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

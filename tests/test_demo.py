@@ -87,6 +87,7 @@ def _wait_gone(pid: int, timeout: float) -> bool:
     return False
 
 
+@pytest.mark.integration
 def test_demo_runs_end_to_end_and_keep_leaves_it_to_try_the_cli_on() -> None:
     """`make demo KEEP=1`: every step, then the registries, Secret Manager, function and config
     stay up for the printed commands until the printed `kill PID`, which cleans up."""
@@ -163,6 +164,7 @@ def test_demo_runs_end_to_end_and_keep_leaves_it_to_try_the_cli_on() -> None:
     assert _leftovers(out) == []
 
 
+@pytest.mark.integration
 def test_demo_ctrl_c_stops_everything() -> None:
     """Ctrl-C on a terminal: SIGINT to the demo's whole process group, mid-run."""
     with subprocess.Popen(
@@ -196,6 +198,7 @@ def test_demo_ctrl_c_stops_everything() -> None:
     assert _leftovers(out) == []
 
 
+@pytest.mark.integration
 def test_demo_without_distribution_says_what_to_install(tmp_path: Path) -> None:
     done = subprocess.run(
         DEMO,

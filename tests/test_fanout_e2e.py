@@ -32,6 +32,8 @@ from tests.function_bed import (
     write_config,
 )
 
+pytestmark = pytest.mark.integration
+
 IMAGES = 20
 BROKEN = "unreachable-upstream"
 SCHEDULED = "2026-12-01T02:00:00Z"

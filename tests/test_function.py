@@ -253,6 +253,7 @@ def assert_report_shape(report: Mapping[str, Any]) -> None:
 # Runs that reach registries
 
 
+@pytest.mark.integration
 def test_scheduler_post_copies_every_tag_digest_exactly_then_finds_them_up_to_date(
     client: FlaskClient, bed: Bed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -289,6 +290,7 @@ def test_scheduler_post_copies_every_tag_digest_exactly_then_finds_them_up_to_da
     assert again["summary"]["bytes_copied"] == 0 and again["summary"]["up_to_date"] == 2
 
 
+@pytest.mark.integration
 def test_dry_run_reports_would_copy_and_writes_nothing(
     client: FlaskClient, bed: Bed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -311,6 +313,7 @@ def test_dry_run_reports_would_copy_and_writes_nothing(
         assert raw.head_manifest(repo_of(image["target"]), "1.0") is None, "a dry run wrote"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "query",
     [
@@ -341,6 +344,7 @@ def test_get_query_selects_images_and_tags(
         assert list(tags_by_name(report, name)) == ["1.0"], report
 
 
+@pytest.mark.integration
 def test_discovery_mirrors_new_versions_unless_the_request_turns_it_off(
     client: FlaskClient, bed: Bed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -363,6 +367,7 @@ def test_discovery_mirrors_new_versions_unless_the_request_turns_it_off(
     assert report["summary"]["discovered"] == 2
 
 
+@pytest.mark.integration
 def test_a_permanent_failure_answers_200_failed_with_the_report_and_the_others_still_copy(
     client: FlaskClient, bed: Bed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -384,6 +389,7 @@ def test_a_permanent_failure_answers_200_failed_with_the_report_and_the_others_s
     assert tags["9.9"]["error"]["code"] == "MANIFEST_UNKNOWN"
 
 
+@pytest.mark.integration
 def test_wrong_target_password_fails_the_run_without_showing_the_password(
     client: FlaskClient,
     bed: Bed,
@@ -410,6 +416,7 @@ def test_wrong_target_password_fails_the_run_without_showing_the_password(
         assert wrong not in content, f"the password appears in the {where}"
 
 
+@pytest.mark.integration
 def test_a_spent_time_budget_defers_every_tag_and_answers_200_partial(
     client: FlaskClient, bed: Bed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -705,6 +712,7 @@ def test_a_run_that_overstays_its_budget_is_stopped_and_answered_500(
 # Logging
 
 
+@pytest.mark.integration
 def test_every_log_line_of_a_run_is_json_with_the_job_name_and_one_summary(
     client: FlaskClient,
     bed: Bed,
@@ -794,6 +802,7 @@ def test_the_formatter_keeps_its_own_keys_and_serialises_anything() -> None:
     assert entry["time"].endswith("Z")
 
 
+@pytest.mark.integration
 def test_importing_main_loads_no_config_no_secret_manager_and_no_handler(tmp_path: Path) -> None:
     probe = (
         "import importlib.util, logging, sys\n"
@@ -912,6 +921,7 @@ def test_a_method_not_allowed_writes_a_rejected_summary(
     )
 
 
+@pytest.mark.integration
 def test_an_ok_run_writes_its_counts_and_single_image_in_the_summary(
     client: FlaskClient,
     bed: Bed,

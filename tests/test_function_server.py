@@ -26,6 +26,8 @@ from tests.bed.registry import RegistryServer, start_registry
 from tests.fake_secret_manager import FakeSecretManager
 from tests.function_bed import function_server
 
+pytestmark = pytest.mark.integration
+
 PROJECT = "test-project"
 JOB = "image-sync-daily"
 SCHEDULER_HEADERS = {

@@ -103,6 +103,7 @@ def _assert_failed_with(report: Report, code: str) -> None:
     assert report.status == "failed" and report.retryable, report.to_json(indent=2)
 
 
+@pytest.mark.integration
 def test_a_host_that_accepts_and_never_answers_fails_every_tag_with_timeout_once(
     target: RegistryServer,
 ) -> None:
@@ -121,6 +122,7 @@ def test_a_host_that_accepts_and_never_answers_fails_every_tag_with_timeout_once
     assert not run.left, f"tasks left running after the report: {run.left}"
 
 
+@pytest.mark.integration
 def test_a_refused_port_fails_every_tag_with_unreachable_in_seconds(
     target: RegistryServer,
 ) -> None:
@@ -132,6 +134,7 @@ def test_a_refused_port_fails_every_tag_with_unreachable_in_seconds(
     assert run.registries.health.hosts_down == {host: "UNREACHABLE"}
 
 
+@pytest.mark.integration
 def test_a_name_that_does_not_resolve_fails_every_tag_with_unreachable_asking_once(
     target: RegistryServer,
 ) -> None:
@@ -146,6 +149,7 @@ def test_a_name_that_does_not_resolve_fails_every_tag_with_unreachable_asking_on
     assert UNRESOLVABLE in message, message
 
 
+@pytest.mark.integration
 def test_a_registry_that_answers_the_ping_then_hangs_fails_its_tags_with_timeout(
     target: RegistryServer, registry_factory: RegistryFactory
 ) -> None:
@@ -163,6 +167,7 @@ def test_a_registry_that_answers_the_ping_then_hangs_fails_its_tags_with_timeout
     assert not run.left, f"tasks left running after the report: {run.left}"
 
 
+@pytest.mark.integration
 def test_tags_held_up_by_a_hung_host_at_the_hard_stop_fail_with_timeout_not_deferred(
     target: RegistryServer,
 ) -> None:
@@ -238,6 +243,7 @@ def test_a_blob_hung_mid_stream_is_cut_off_at_the_hard_stop_and_nothing_is_writt
 # -- the function answers in time ------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_the_function_answers_its_report_in_time_with_a_hung_upstream(
     target: RegistryServer, tmp_path: Path
 ) -> None:

@@ -342,6 +342,7 @@ def test_scheduler_schedule_is_config_sync_schedule_with_default_in_utc() -> Non
     assert tf.locals.get("config_file_name", CONFIG_PATH.name) == CONFIG_PATH.name
 
 
+@pytest.mark.integration
 @needs_terraform
 def test_schedule_local_evaluates_to_config_sync_schedule(repo_copy: Path) -> None:
     want = config().get("sync_schedule", DEFAULT_SCHEDULE)
@@ -565,6 +566,7 @@ def test_archive_is_built_from_the_explicit_source_list() -> None:
         assert required in listed, f"local.source_files should include {required}: {listed!r}"
 
 
+@pytest.mark.integration
 @needs_terraform
 def test_source_files_local_lists_only_function_sources(repo_copy: Path) -> None:
     got = console_json(repo_copy / "infra", "source_files")
@@ -604,6 +606,7 @@ def test_secret_ids_are_derived_from_config_secret_references() -> None:
     assert "auto" in replication, f"replication should be auto, is {replication!r}"
 
 
+@pytest.mark.integration
 @needs_terraform
 def test_secret_ids_local_evaluates_to_config_secret_references(repo_copy: Path) -> None:
     got = console_json(repo_copy / "infra", "secret_ids")
@@ -612,6 +615,7 @@ def test_secret_ids_local_evaluates_to_config_secret_references(repo_copy: Path)
     )
 
 
+@pytest.mark.integration
 @needs_terraform
 def test_secret_ids_skip_env_and_full_path_references(repo_copy: Path) -> None:
     data = config()
@@ -719,6 +723,7 @@ def test_invoker_members_variable_is_a_list_of_principals() -> None:
     assert variable.get("validation"), "invoker_members should validate its principals"
 
 
+@pytest.mark.integration
 @needs_terraform
 @pytest.mark.parametrize("member", ["allUsers", "allAuthenticatedUsers", "alice@example.com"])
 def test_invoker_members_validation_rejects_non_principals(tmp_path: Path, member: str) -> None:
@@ -737,6 +742,7 @@ def test_invoker_members_validation_rejects_non_principals(tmp_path: Path, membe
     )
 
 
+@pytest.mark.integration
 @needs_terraform
 def test_invoker_members_validation_accepts_users_and_groups(tmp_path: Path) -> None:
     shutil.copy2(INFRA / "variables.tf", tmp_path / "variables.tf")

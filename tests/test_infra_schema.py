@@ -124,6 +124,7 @@ def test_the_check_finds_unknown_missing_and_misplaced_names() -> None:
     assert problems(schema, without_block, "fn") == [], "build_config is optional in 6.50.0"
 
 
+@pytest.mark.integration
 def test_the_committed_schema_is_what_the_provider_package_gives() -> None:
     try:
         wheel = google_schema.fetch_wheel()

@@ -195,6 +195,7 @@ def test_fake_reports_a_correct_crc32c() -> None:
     assert crc32c(b"123456789") == 0xE3069283  # the standard check value
 
 
+@pytest.mark.integration
 def test_importing_the_package_does_not_import_the_client_library() -> None:
     heavy = ("google.cloud.secretmanager", "google.api_core", "grpc")
     code = (
