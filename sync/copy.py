@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar, cast
 from sync.errors import BlobMismatchError, ImageSyncError, RegistryError
 from sync.oci import Descriptor, Manifest, is_digest
 from sync.reference import Reference
-from sync.registry import BlobStream, RegistryClient, UploadSession
+from sync.registry import BLOB_CHUNK, BlobStream, RegistryClient, UploadSession
 
 __all__ = ["Copier", "CopyProgress", "CopyResult", "CopyStats", "settle"]
 
@@ -331,12 +331,18 @@ class Copier:
         stats: CopyStats,
         upload: UploadSession | None,
     ) -> None:
-        """Stream one blob into an upload; on a temporary failure start over, whole."""
+        """Stream one blob into an upload; on a temporary failure start over, whole.
+
+        The upload session is opened while the source is asked for the blob (one round trip
+        for both, not two). A blob no larger than one piece is read whole before the upload
+        starts: it would be held whole anyway, and the source's connection is free again for
+        the next request instead of waiting for the upload."""
         attempt = 0
         while True:
             attempt += 1
+            opening: asyncio.Future[UploadSession] | None = None
             if upload is None:
-                upload = await dst.client.blob_upload_start(dst.repository)
+                opening = self.start(dst.client.blob_upload_start(dst.repository))
             try:
                 async with src.client.blob_open(src.repository, blob.digest) as stream:
                     origin = f"{src.client.host}/{src.repository}"
@@ -345,16 +351,33 @@ class Copier:
                             f"blob {blob.digest} from {origin}: source sends {stream.size} "
                             f"bytes, descriptor says {blob.size}"
                         )
-                    body = self._verified(stream, blob, src)
+                    small = blob.size <= BLOB_CHUNK
+                    content: AsyncIterable[bytes] = (
+                        _pieces([await _read_whole(stream, blob.size)]) if small else stream
+                    )
+                    if small:
+                        await stream.close()
+                    if opening is not None:
+                        upload = await opening
+                        opening = None
+                    assert upload is not None
+                    body = self._verified(content, blob, src)
                     await dst.client.blob_upload_finish(upload, blob.digest, blob.size, body)
                 stats.bytes_copied += blob.size
                 return
             except asyncio.CancelledError:
-                # The run's hard stop: leave no upload session open behind us.
+                # The run's hard stop: leave no upload session open behind us (one still being
+                # opened is given up on: the registry expires it).
+                if opening is not None:
+                    upload = _opened_now(opening)
+                    opening.cancel()
                 await _cancel_upload(dst.client, upload)
                 raise
             except (RegistryError, BlobMismatchError) as exc:
-                await dst.client.blob_upload_cancel(upload)
+                if opening is not None:
+                    upload = await _opened(opening)
+                if upload is not None:
+                    await dst.client.blob_upload_cancel(upload)
                 upload = None
                 # A corrupt source is worth one more try (a flipped bit on the way), not more.
                 retryable = exc.temporary and not (
@@ -366,7 +389,7 @@ class Copier:
                 await asyncio.sleep(wait)
 
     async def _verified(
-        self, stream: BlobStream, blob: Descriptor, src: _Side
+        self, stream: AsyncIterable[bytes], blob: Descriptor, src: _Side
     ) -> AsyncIterator[bytes]:
         """The source's chunks, hashed and counted on the way through. The last chunk is held
         back until size and sha256 match the descriptor: on a mismatch the upload is aborted
@@ -408,6 +431,39 @@ class Copier:
 
 #: How long a cancelled copy may spend cancelling its upload session (best effort).
 UPLOAD_CANCEL_SECONDS = 2.0
+
+
+async def _opened(opening: asyncio.Future[UploadSession]) -> UploadSession | None:
+    """The session an upload start opened alongside a read that failed (waited for, so that
+    it can be cancelled), or None when the start failed too."""
+    with suppress(ImageSyncError):
+        return await opening
+    return None
+
+
+def _opened_now(opening: asyncio.Future[UploadSession]) -> UploadSession | None:
+    """The session an upload start has opened by now, if it has."""
+    if opening.done() and not opening.cancelled() and opening.exception() is None:
+        return opening.result()
+    return None
+
+
+async def _read_whole(stream: BlobStream, size: int) -> bytes:
+    """A small blob's bytes, read whole (a byte beyond `size` ends the read: the check of size
+    and digest then fails on it)."""
+    pieces = []
+    received = 0
+    async for piece in stream:
+        pieces.append(piece)
+        received += len(piece)
+        if received > size:
+            break
+    return b"".join(pieces)
+
+
+async def _pieces(pieces: list[bytes]) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
 
 
 async def _cancel_upload(client: RegistryClient, upload: UploadSession | None) -> None:

@@ -151,6 +151,11 @@ class BlobStream:
         length = response.headers.get("content-length")
         self.size = int(length) if length and length.isdigit() else None
 
+    async def close(self) -> None:
+        """Done with the response (read whole, or given up on): its connection serves the next
+        request at once (`blob_open` closes it anyway on the way out)."""
+        await self._response.aclose()
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
         # Raw: a blob is the stored bytes. A `Content-Encoding` some CDNs attach to a stored
         # .tar.gz must not be undone, or the bytes no longer hash to the digest.
