@@ -39,6 +39,8 @@ T = TypeVar("T")
 
 #: Blobs from this size on take one of the copier's transfer slots.
 LARGE_BLOB = 1024 * 1024
+#: Blobs larger than one piece (BLOB_CHUNK) and smaller than LARGE_BLOB streaming at once.
+MID_BLOB_STREAMS = 16
 
 #: Called with the number of blob bytes just sent to the target.
 ProgressCallback = Callable[[int], None]
@@ -100,6 +102,7 @@ class Copier:
 
     def __init__(self, *, blob_concurrency: int = 4, progress: ProgressCallback | None = None):
         self._blob_slots = asyncio.Semaphore(blob_concurrency)
+        self._stream_slots = asyncio.Semaphore(MID_BLOB_STREAMS)
         self._progress = progress
         #: Work under way, by what it makes true: ("blob", host, digest) and
         #: ("manifest", host, repository, digest). A second copy needing the same waits for it.
@@ -305,9 +308,14 @@ class Copier:
         if blob.size >= LARGE_BLOB:
             async with self._blob_slots:
                 await self._stream_blob(src, dst, blob, stats, session)
+        elif blob.size > BLOB_CHUNK:
+            # Mid-sized blobs are latency-bound, not bandwidth-bound, but each holds a few
+            # pieces in memory while it streams: bounded apart from the large ones.
+            async with self._stream_slots:
+                await self._stream_blob(src, dst, blob, stats, session)
         else:
-            # Small blobs (configs, attestations, tiny layers) are latency-bound, not
-            # bandwidth-bound: the connection pool is their only limit.
+            # Small blobs (configs, attestations, tiny layers), read whole: the connection
+            # pool is their only limit.
             await self._stream_blob(src, dst, blob, stats, session)
         self._holders.setdefault(holders_key, set()).add(dst.repository)
         stats.blobs_copied += 1

@@ -76,11 +76,11 @@ BLOB_CHUNK = 128 * 1024
 httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = BLOB_CHUNK
 TAG_PAGE_SIZE = 1000
 MAX_TAG_PAGES = 1000
-#: Connections per registry host, all kept alive between requests. httpcore's pool does work
-#: in proportion to connections x idle connections on every request it starts or finishes: at
-#: 32 that was a quarter of a cold run's CPU over a WAN, at 16 it is small, and 16 requests in
-#: flight per host keep eight copies busy.
-MAX_CONNECTIONS = 16
+#: Connections per registry host, all kept alive between requests. A copy of a small
+#: multi-platform image has a dozen requests in flight on the target at its busiest (blob
+#: checks, upload sessions, uploads): 32 keep sixteen copies from queueing for connections over
+#: a slow network. (`_Pool` hands them out at a cost that does not grow with their number.)
+MAX_CONNECTIONS = 32
 #: An idle connection older than this is closed instead of reused (httpx's default).
 KEEPALIVE_SECONDS = 5.0
 

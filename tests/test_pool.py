@@ -130,13 +130,15 @@ def test_a_pool_full_of_idle_connections_still_reaches_another_origin() -> None:
     async def test() -> None:
         async with (
             serving(Server()) as cdn,
-            serving(Server(delay=0.02, redirect_to="")) as registry,
+            # Slow enough that every request is still in flight when the last one starts.
+            serving(Server(delay=0.5, redirect_to="")) as registry,
         ):
             registry.redirect_to = f"http://127.0.0.1:{cdn.port}"
             client = client_of(registry)
             try:
+                await client.ping()
                 await asyncio.gather(
-                    *(client.manifest_head("r", f"t{i}") for i in range(2 * MAX_CONNECTIONS))
+                    *(client.manifest_head("r", f"t{i}") for i in range(MAX_CONNECTIONS))
                 )
                 assert registry.connections == MAX_CONNECTIONS  # all idle now
                 blob = await client.blob_get("r", DIGEST)
