@@ -36,8 +36,8 @@ from sync.versions import discovery_candidates
 
 if TYPE_CHECKING:
     from sync.config import Config
-    from sync.credentials import CredentialResolver
     from sync.engine import Engine, RunOptions
+    from sync.login import CredentialProvider
     from sync.report import Report
 
 # The config (pydantic), the engine, asyncio and the HTTP stack are imported by the commands
@@ -47,7 +47,7 @@ __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_DRIFT = 0, 1, 2, 3, 4
 
-log = logging.getLogger("image_sync")
+log = logging.getLogger(__name__)
 
 _PLATFORM = re.compile(r"[a-z0-9_.-]+/[a-z0-9_.-]+(?:/[a-z0-9_.-]+)?")
 
@@ -388,7 +388,7 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
     return asyncio.run(coro)
 
 
-async def _resolvable(credentials: CredentialResolver, host: str) -> dict[str, object]:
+async def _resolvable(credentials: CredentialProvider, host: str) -> dict[str, object]:
     """check-deps: whether the config's credentials for `host` can be read (never their
     values). Resolved in a thread: Secret Manager's client blocks."""
     import asyncio  # noqa: PLC0415
@@ -420,8 +420,6 @@ class _App:
         self.env = env
         self.out = out
         self.logs = logs
-        #: The credentials of the engine `with_engine` runs (None outside it).
-        self.credentials: CredentialResolver | None = None
 
     def config_path(self) -> Path:
         from sync.config import find_cli_config  # noqa: PLC0415
@@ -460,25 +458,22 @@ class _App:
     ) -> int:
         """Runs `body` with an engine on `config`; `named` are the references given on the
         command line (the hosts `--insecure` applies to)."""
-        from sync.credentials import CredentialResolver  # noqa: PLC0415
-        from sync.engine import Engine, insecure_hosts, registries_for  # noqa: PLC0415
+        from sync.engine import insecure_hosts  # noqa: PLC0415
+        from sync.service import open_engine  # noqa: PLC0415
 
         insecure = await insecure_hosts(ref.host for ref in named) if self.args.insecure else None
-        credentials = self.credentials = CredentialResolver(config, env=self.env)
         display = self._display()
         if self.logs is not None:
             self.logs.display = display
+        progress = display.copy if display else None
         try:
-            async with registries_for(config, credentials, insecure=insecure) as registries:
-                engine = Engine(config, registries, progress=display.copy if display else None)
-                return await body(engine)
+            async with open_engine(config, self.env, insecure=insecure, progress=progress) as e:
+                return await body(e)
         finally:
             if display:
                 display.close()
             if self.logs is not None:
                 self.logs.display = None
-            credentials.close()
-            self.credentials = None
 
     # validate ----------------------------------------------------------------------------
     def validate(self) -> int:
@@ -685,10 +680,10 @@ class _App:
         async def body(engine: Engine) -> int:
             # Credentials first: a registry that lets anyone read never asks for them, so the
             # access checks below would pass with references that cannot be resolved.
-            assert self.credentials is not None  # set by with_engine
+            assert engine.credentials is not None  # open_engine gives it its resolver
             for host, settings in config.registries.items():
                 if settings.has_credentials:
-                    results.append(await _resolvable(self.credentials, host))
+                    results.append(await _resolvable(engine.credentials, host))
             checks: dict[tuple[str, str], bool] = {}
             for image in config.images:
                 checks.setdefault((image.upstream_ref.host, image.upstream_ref.repository), True)

@@ -38,7 +38,9 @@ __all__ = [
     "Config",
     "CredentialRef",
     "ImageConfig",
+    "ImageName",
     "RegistrySettings",
+    "Tag",
     "find_cli_config",
     "load_config",
     "parse_config",
@@ -54,6 +56,9 @@ DEFAULT_CONFIG_NAME = "image-sync-config.json"
 # same ValidationError as pydantic's type errors, each at its path.
 
 _PROBLEM = "image_sync_problem"
+#: The same, raised by the checks between images (`Config._check_images`), which pydantic runs
+#: only when every field is valid: `parse_config` tells from it whether they have run.
+_CROSS_PROBLEM = "image_sync_cross_problem"
 #: A problem below the location pydantic reports: a relative path and a message.
 _SubProblem: TypeAlias = tuple[tuple[str | int, ...], str]
 
@@ -63,10 +68,10 @@ def _problem(message: str, *, at: Sequence[str | int] = ()) -> PydanticCustomErr
     return _problems([(tuple(at), message)])
 
 
-def _problems(items: Sequence[_SubProblem]) -> PydanticCustomError:
+def _problems(items: Sequence[_SubProblem], kind: str = _PROBLEM) -> PydanticCustomError:
     """Several problems found by one validator (a model-wide check)."""
     text = "; ".join(message for _, message in items)
-    return PydanticCustomError(_PROBLEM, "{text}", {"text": text, "problems": tuple(items)})
+    return PydanticCustomError(kind, "{text}", {"text": text, "problems": tuple(items)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,6 +137,51 @@ _Ref = Annotated[StrictStr | None, AfterValidator(_check_credential_ref)]
 # Field syntax
 
 _IMAGE_NAME = re.compile(r"[A-Za-z0-9._-]+")
+#: How much of a rejected name or tag a message repeats (a request may send 64 KiB of one).
+_SHOWN = 80
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "...")
+
+
+def _image_name_problem(name: str) -> str | None:
+    if not name:
+        return "must not be empty"
+    if not _IMAGE_NAME.fullmatch(name):
+        return f"invalid image name {_shown(name)}: letters, digits, '.', '_', '-' only"
+    return None
+
+
+def _tag_problem(tag: str) -> str | None:
+    if not tag:
+        return "must not be empty"
+    if not is_tag(tag):
+        return (
+            f"invalid tag {_shown(tag)} (letters, digits, '_', '.', '-'; at most 128; "
+            "not starting with '.' or '-')"
+        )
+    return None
+
+
+def _check_image_name(name: str) -> str:
+    problem = _image_name_problem(name)
+    if problem:
+        raise _problem(problem)
+    return name
+
+
+def _check_tag(tag: str) -> str:
+    problem = _tag_problem(tag)
+    if problem:
+        raise _problem(problem)
+    return tag
+
+
+#: An image's name in the config, as requests name it too.
+ImageName = Annotated[StrictStr, AfterValidator(_check_image_name)]
+#: A tag, as the config lists it and requests name it: Docker's tag grammar.
+Tag = Annotated[StrictStr, AfterValidator(_check_tag)]
 
 
 def _check_registry_key(key: str) -> str:
@@ -258,7 +308,7 @@ class ImageConfig(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    name: StrictStr
+    name: ImageName
     upstream: StrictStr
     target: StrictStr
     tags: Annotated[tuple[StrictStr, ...], Field(strict=False)] = ()
@@ -273,15 +323,6 @@ class ImageConfig(BaseModel):
     _target_ref: Reference = PrivateAttr()
     # The settings in effect, the config's where the image has none: settled by `Config` at load.
     _effective: _Effective = PrivateAttr()
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, name: str) -> str:
-        if not name:
-            raise _problem("must not be empty")
-        if not _IMAGE_NAME.fullmatch(name):
-            raise _problem(f"invalid image name {name!r}: letters, digits, '.', '_', '-' only")
-        return name
 
     @field_validator("upstream", "target")
     @classmethod
@@ -299,13 +340,14 @@ class ImageConfig(BaseModel):
     @field_validator("tags")
     @classmethod
     def _check_tags(cls, tags: tuple[str, ...]) -> tuple[str, ...]:
+        # Each tag as `Tag` checks it, here rather than in the item type so that one pass
+        # lists an invalid tag and a duplicate one together.
         found: list[_SubProblem] = []
         seen: set[str] = set()
         for i, tag in enumerate(tags):
-            if not is_tag(tag):
-                found.append(
-                    ((i,), f"invalid tag {tag!r} (letters, digits, '_', '.', '-'; at most 128)")
-                )
+            problem = _tag_problem(tag)
+            if problem:
+                found.append(((i,), problem))
             elif tag in seen:
                 found.append(((i,), f"duplicate tag {tag!r}"))
             seen.add(tag)
@@ -442,7 +484,7 @@ class Config(BaseModel):
             enumerate(self.images), self.check_new_tags, self.max_tags_to_check
         )
         if found:
-            raise _problems(found)
+            raise _problems(found, _CROSS_PROBLEM)
         for image in self.images:
             image._settle(self)
         return self
@@ -575,7 +617,7 @@ def _lines(error: ValidationError) -> list[str]:
         loc = tuple(err["loc"])
         kind = err["type"]
         ctx: Mapping[str, Any] = err.get("ctx") or {}
-        if kind == _PROBLEM:
+        if kind in (_PROBLEM, _CROSS_PROBLEM):
             for sub, message in ctx["problems"]:
                 lines.append(f"{_path(loc + tuple(sub))}: {message}")
         elif kind in ("missing", "extra_forbidden"):
@@ -598,13 +640,13 @@ def parse_config(data: object, source: str = "config") -> Config:
         return Config.model_validate(data)
     except ValidationError as err:
         problems = _lines(err)
+        crossed = any(e["type"] == _CROSS_PROBLEM for e in err.errors(include_url=False))
     except RecursionError:
         raise ConfigError(["(root): nested too deeply"], source) from None
-    # The checks between images run only on a Config that is otherwise valid; run them on what
-    # does validate, so one pass lists every problem.
-    for line in _partial_cross_problems(data):
-        if line not in problems:
-            problems.append(line)
+    # The checks between images run only on a Config whose fields are all valid; when they did
+    # not run, run them on what does validate, so that one pass lists every problem.
+    if not crossed:
+        problems.extend(_partial_cross_problems(data))
     raise ConfigError(problems, source)
 
 

@@ -38,6 +38,7 @@ from sync.errors import (
     ImageSyncError,
     ManifestError,
     PullBudgetExhausted,
+    RateLimit,
     RegistryError,
     UpstreamMissingError,
 )
@@ -57,7 +58,6 @@ from sync.registry import (
 from sync.report import (
     ErrorInfo,
     ImageReport,
-    RateLimit,
     ReferrerReport,
     Report,
     TagAction,
@@ -80,7 +80,7 @@ __all__ = [
 #: Makes the progress display of one copy, given what it copies ("image:tag" or a reference).
 ProgressFactory = Callable[[str], CopyProgress]
 
-log = logging.getLogger("image_sync")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,9 +253,13 @@ class Engine:
         *,
         progress: ProgressFactory | None = None,
         blob_concurrency: int = 4,
+        credentials: CredentialProvider | None = None,
     ) -> None:
         self.config = config
         self.registries = registries
+        #: Who looks up the registries' credentials (the provider the clients were made with),
+        #: for checks that ask before any registry does (`check-deps`).
+        self.credentials = credentials
         self._progress = progress
         self._copier = Copier(blob_concurrency=blob_concurrency)
         self._referrers = Referrers(self._copier)
@@ -421,11 +425,7 @@ class Engine:
 
     def _rate_limit(self) -> RateLimit | None:
         """The tightest pull allowance any upstream registry announced."""
-        limits = [
-            RateLimit(registry=host, remaining=c.rate_limit.remaining, limit=c.rate_limit.limit)
-            for host, c in self.registries.clients.items()
-            if c.rate_limit is not None
-        ]
+        limits = [c.rate_limit for c in self.registries.clients.values() if c.rate_limit]
         return min(limits, key=lambda r: r.remaining) if limits else None
 
     async def _discover_work(
@@ -614,7 +614,7 @@ class Engine:
         """The upstream's rate limit refused us: later runs will do better than retries now.
         Nothing half-written was tagged (the tag is pushed last)."""
         host = work.image.upstream_ref.host
-        if self._client(host).rate_limit is not None:
+        if isinstance(exc, RegistryError) and exc.rate_limit is not None:
             # A registry with a pull allowance (Docker Hub): the allowance is spent for every
             # repository, so no other copy from it starts in this run.
             self._exhausted.add(host)
@@ -681,7 +681,7 @@ class Engine:
         except ImageSyncError as exc:
             if exc.code in (DEADLINE, PULL_BUDGET) or self._upstream_refused(exc, upstream):
                 if isinstance(exc, RegistryError):
-                    if upstream.rate_limit is not None:
+                    if exc.rate_limit is not None:
                         self._exhausted.add(host)
                     exc = PullBudgetExhausted(f"{host} refused the pull (429): {exc.message}")
                 log.warning("%s:%s referrers deferred: %s", image.name, work.tag, exc, extra=fields)

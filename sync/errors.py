@@ -64,6 +64,7 @@ __all__ = [
     "InvalidReferenceError",
     "ManifestError",
     "PullBudgetExhausted",
+    "RateLimit",
     "ReferrersLimitError",
     "RegistryError",
     "UnsupportedError",
@@ -248,11 +249,27 @@ class CredentialError(ImageSyncError):
     code = CREDENTIALS
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A registry's pull allowance as it announced it (Docker Hub's `ratelimit-*` headers): on
+    the registry layer's responses and errors, and as the report's `rate_limit`."""
+
+    #: The registry API host (`host[:port]`) that announced it.
+    registry: str
+    remaining: int
+    limit: int
+
+    def __post_init__(self) -> None:
+        if self.remaining < 0 or self.limit < 0:
+            raise ValueError(f"a pull allowance is never negative: {self.remaining}/{self.limit}")
+
+
 class RegistryError(ImageSyncError):
     """A registry answered with an error, or could not be reached.
 
     Carries the HTTP status (None when no answer came), the method, the redacted URL, the
-    registry's own error codes (`MANIFEST_UNKNOWN`, `DENIED`, ...) and whether a retry may help.
+    registry's own error codes (`MANIFEST_UNKNOWN`, `DENIED`, ...), whether a retry may help,
+    and the pull allowance the registry had announced by then, if it has one.
     """
 
     def __init__(
@@ -267,11 +284,15 @@ class RegistryError(ImageSyncError):
         retry_after: float | None = None,
         kind: str | None = None,
         registry: str = "",
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.status = status
         #: The registry host whose client made the request (for a token service or a CDN, the
         #: registry they serve): says whose 429 it was without looking at URLs.
         self.registry = registry
+        #: The registry's pull allowance as last announced (this response's, or an earlier
+        #: one's): None when it announced none, i.e. it has no pull allowance.
+        self.rate_limit = rate_limit
         #: Our own code for what went wrong when the registry gave none (`TOKEN_INVALID`, ...).
         self.kind = kind
         self.method = method

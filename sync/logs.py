@@ -1,7 +1,8 @@
 """The one logging setup of image-sync, for the function and the CLI alike.
 
-The project logs under the loggers in `LOGGERS`: `image_sync` tells the run's story, and the
-modules that log on their own (credentials, secrets) log under their module names, `sync.*`.
+Every module logs under its own name (`logging.getLogger(__name__)`: `sync.engine`,
+`sync.service`, `sync.credentials`, ...), so the `logger` of a line says which module wrote it,
+and all of them sit below the one project logger in `LOGGERS`, `sync`, where the handlers go.
 The function writes them as Cloud Logging JSON lines on stdout (`install_logging`); the CLI as
 plain text through its own handler (`install_handler`). Neither lets httpx log its requests:
 their URLs carry query strings.
@@ -33,10 +34,10 @@ __all__ = [
 ]
 
 LOG_LEVEL_ENV = "LOG_LEVEL"
-#: The loggers of this project: the engine's, and the modules that log under their own name.
-LOGGERS = ("image_sync", "sync")
+#: The project's logger, parent of every module's (`sync.<module>`): handlers and level go here.
+LOGGERS = ("sync",)
 
-log = logging.getLogger("image_sync")
+log = logging.getLogger(__name__)
 
 
 def clip(text: str, limit: int = 80) -> str:

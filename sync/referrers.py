@@ -63,7 +63,7 @@ __all__ = [
     "is_digest_tag",
 ]
 
-log = logging.getLogger("image_sync")
+log = logging.getLogger(__name__)
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")

@@ -31,13 +31,13 @@ from sync.errors import (
     UPLOAD_INVALID,
     AuthenticationError,
     ManifestError,
+    RateLimit,
     RegistryError,
 )
 from sync.login import CredentialProvider
 from sync.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, OCI_INDEX, Descriptor, Manifest, is_digest
 from sync.retry import (
     HostHealth,
-    RateLimit,
     Reply,
     RetryPolicy,
     Timeouts,
@@ -355,7 +355,9 @@ class RegistryClient:
         )
         # httpx drops a default port from URLs: compare hosts in the form it uses.
         self._netloc = httpx.URL(self.api_url("")).netloc
-        #: The last pull allowance the registry announced (Docker Hub), or None.
+        #: The latest pull allowance the registry announced (Docker Hub), or None: the run's
+        #: pull floor is checked against it. Responses (`Reply.rate_limit`) and errors
+        #: (`RegistryError.rate_limit`) carry the allowance as it stood for them.
         self.rate_limit: RateLimit | None = None
         #: Repositories that answered a manifest push with `OCI-Subject` (referrers API).
         self._subject_repositories: set[str] = set()
@@ -401,6 +403,8 @@ class RegistryClient:
             )
         except RegistryError as exc:
             exc.registry = exc.registry or self.host
+            # A refusal by the token service too says whether this registry has an allowance.
+            exc.rate_limit = exc.rate_limit or self.rate_limit
             raise
 
     async def _exchange(
@@ -445,7 +449,7 @@ class RegistryClient:
                 health=self.health,
                 request_timeout=request_timeout,
             )
-            self.rate_limit = reply.rate_limit or self.rate_limit
+            self.rate_limit = parse_rate_limit(reply.headers, self.host) or self.rate_limit
             status = reply.status
             if (
                 status == 401
@@ -496,6 +500,7 @@ class RegistryClient:
             codes=codes,
             temporary=self.policy.retryable_status(status) or TOOMANYREQUESTS in codes,
             retry_after=retry_after,
+            rate_limit=self.rate_limit,
         )
 
     def hosts(self) -> list[str]:

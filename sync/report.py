@@ -8,13 +8,21 @@ are a contract (more fields may be added, none renamed).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    field_validator,
+)
 
-from sync.errors import ImageSyncError
+from sync.errors import ImageSyncError, RateLimit
 
 __all__ = [
     "Command",
@@ -127,14 +135,20 @@ class Summary(BaseModel):
     referrers_failed: NonNegativeInt = 0
 
 
-class RateLimit(BaseModel):
-    """The upstream pull allowance as last reported by a registry (Docker Hub's ratelimit-*)."""
+def _rate_limit(value: object) -> object:
+    """The report's JSON read back: its `rate_limit` object as the `RateLimit` value."""
+    if isinstance(value, dict):
+        fields = {f.name for f in dataclasses.fields(RateLimit)}
+        if set(value) != fields:
+            raise ValueError(f"expected the keys {', '.join(sorted(fields))}")
+        if not (isinstance(value["registry"], str) and _count(value["remaining"], value["limit"])):
+            raise ValueError("expected a registry name and two counts")
+        return RateLimit(**value)
+    return value
 
-    model_config = _MODEL_CONFIG
 
-    registry: str
-    remaining: NonNegativeInt
-    limit: NonNegativeInt
+def _count(*values: object) -> bool:
+    return all(type(v) is int and v >= 0 for v in values)
 
 
 class Report(BaseModel):
@@ -152,7 +166,9 @@ class Report(BaseModel):
     #: Whether running again may fix a failure: the status is `failed` and at least one failure
     #: is temporary (unreachable, timeout, 5xx, deadline). The HTTP answer is 500 only then.
     retryable: bool = False
-    rate_limit: RateLimit | None = None
+    #: The tightest upstream pull allowance announced in the run (`RateLimit`, from the
+    #: registry layer: registry, remaining, limit).
+    rate_limit: Annotated[RateLimit | None, BeforeValidator(_rate_limit)] = None
 
     @field_validator("started_at")
     @classmethod

@@ -36,13 +36,13 @@ from sync.errors import (
     TIMEOUT,
     TLS_ERROR,
     UNREACHABLE,
+    RateLimit,
     RegistryError,
 )
 
 __all__ = [
     "RETRYABLE_STATUS",
     "HostHealth",
-    "RateLimit",
     "Reply",
     "RetryPolicy",
     "Timeouts",
@@ -125,14 +125,6 @@ class Timeouts:
         return httpx.Timeout(self.stall, connect=self.connect, pool=None)
 
 
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    """Docker Hub's pull allowance as its `ratelimit-*` headers state it."""
-
-    limit: int
-    remaining: int
-
-
 def _header_number(value: str | None) -> int | None:
     if not value:
         return None
@@ -140,13 +132,14 @@ def _header_number(value: str | None) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def parse_rate_limit(headers: httpx.Headers) -> RateLimit | None:
-    """`ratelimit-limit: 100;w=21600`, `ratelimit-remaining: 76;w=21600`; none means no limit."""
+def parse_rate_limit(headers: httpx.Headers, registry: str) -> RateLimit | None:
+    """`ratelimit-limit: 100;w=21600`, `ratelimit-remaining: 76;w=21600` in a response of
+    `registry`; none means no limit."""
     limit = _header_number(headers.get("ratelimit-limit"))
     remaining = _header_number(headers.get("ratelimit-remaining"))
     if limit is None or remaining is None:
         return None
-    return RateLimit(limit=limit, remaining=remaining)
+    return RateLimit(registry=registry, remaining=remaining, limit=limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,8 +293,10 @@ class Reply:
 
     @property
     def rate_limit(self) -> RateLimit | None:
-        """The pull allowance this response announced (Docker Hub), or None."""
-        return parse_rate_limit(self.response.headers)
+        """The pull allowance this response announced (Docker Hub), or None; `registry` is
+        the host that answered."""
+        host = self.response.request.url.netloc.decode("ascii")
+        return parse_rate_limit(self.response.headers, host)
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:

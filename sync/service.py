@@ -2,11 +2,11 @@
 
 main.py hands over plain values (method, Content-Type, at most `MAX_BODY_BYTES + 1` body bytes,
 the query pairs, two logging headers) as an `Incoming` and sends back the `Answer`'s status,
-headers and JSON body. Everything else is here, at the same layer as the CLI: validating the
-fields strictly, loading the config, running the engine within the time budget, mapping the
-outcome to a status (500 for a `failed` report that is `retryable`, so Cloud Scheduler
-retries; 200 otherwise), and JSON log lines for Cloud Logging. Never imports Flask or the
-functions framework.
+headers and JSON body. Everything else is here, at the same layer as the CLI: the method,
+the request's fields (parsed and checked by `sync.request`), loading the config, running the
+engine within the time budget, mapping the outcome to a status (500 for a `failed` report
+that is `retryable`, so Cloud Scheduler retries; 200 otherwise), and JSON log lines for Cloud
+Logging. Never imports Flask or the functions framework.
 
 Log lines (`JsonFormatter`) go to stdout, one JSON object each: `severity`, `message`, `time`,
 `logger`, the run's context (`run_id`, `trigger`, `scheduler_job` from `X-CloudScheduler-JobName`,
@@ -22,14 +22,15 @@ lines by their fields and alerts on them: fields may be added, never renamed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import os
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from sync.errors import (
     BAD_REQUEST,
@@ -40,38 +41,34 @@ from sync.errors import (
     ImageSyncError,
 )
 from sync.logs import clip, install_logging, log_context, trace_fields
-from sync.reference import is_tag
 
 if TYPE_CHECKING:
     from sync.config import Config
-    from sync.engine import RunOptions
+    from sync.engine import Engine, ProgressFactory, RunOptions
     from sync.fanout import Dispatch, FanoutSettings
     from sync.report import Report
+    from sync.request import BadRequest, SyncRequest
 
-# The config (pydantic), the engine, the report and the HTTP stack are imported by the first
-# request that needs them, not by `import main`: the instance starts serving sooner.
+# The request model and the config (pydantic), the engine, the report and the HTTP stack are
+# imported by the first request that needs them, not by `import main`: the instance starts
+# serving sooner.
 
 __all__ = [
     "ALLOWED_METHODS",
     "DEADLINE_ENV",
     "DEFAULT_DEADLINE_SECONDS",
-    "FIELDS",
     "MAX_BODY_BYTES",
     "SUMMARY_EVENT",
     "Answer",
-    "BadRequest",
     "Incoming",
     "RunTimeout",
-    "SyncRequest",
     "Trigger",
     "deadline_seconds",
     "error_answer",
     "handle",
     "internal_error",
     "log_summary",
-    "parse_body",
-    "parse_query",
-    "parse_request",
+    "open_engine",
     "platform_timeout_needed",
     "run_once",
     "trigger_of",
@@ -87,17 +84,14 @@ LAST_RESORT_SECONDS = 30.0
 ANSWER_MARGIN_SECONDS = 60.0
 MAX_BODY_BYTES = 64 * 1024
 ALLOWED_METHODS = ("GET", "POST")
-FIELDS = ("images", "tags", "dry_run", "discover")
 
-log = logging.getLogger("image_sync")
+log = logging.getLogger(__name__)
 
 #: The `event` of the one summary line of each request; alerting counts these lines.
 SUMMARY_EVENT = "summary"
 #: Who asked for a run: Cloud Scheduler, Cloud Tasks (a fanned-out image), or anyone else.
 Trigger = Literal["scheduler", "task", "manual"]
 
-# Docker's tag grammar: what a registry can hold at all.
-_TRUE, _FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
 _JSON_HEADERS: Mapping[str, str] = {"Cache-Control": "no-store"}
 
 
@@ -140,15 +134,6 @@ class Answer:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-class BadRequest(Exception):
-    """A request that cannot be served as sent; `message` names the field or the problem."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
 class RunTimeout(Exception):
     """The run was still going `LAST_RESORT_SECONDS` after its hard stop and was abandoned."""
 
@@ -170,214 +155,6 @@ def internal_error(run_id: str | None = None) -> Answer:
     """The answer to an unexpected exception: no exception text (it might hold anything)."""
     where = f" (run {run_id})" if run_id else ""
     return error_answer(500, INTERNAL, f"internal error{where}; the function's log has details")
-
-
-# ---------------------------------------------------------------------------------------------
-# The request's fields
-
-
-@dataclass(frozen=True, slots=True)
-class SyncRequest:
-    """The fields of a request, type-checked; `images`/`tags` None means all."""
-
-    images: tuple[str, ...] | None = None
-    tags: tuple[str, ...] | None = None
-    dry_run: bool = False
-    discover: bool = True
-
-    def options(self, config: Config, deadline: float) -> RunOptions:
-        """RunOptions for `config`; BadRequest when an image is not configured, or a tag can
-        be neither a configured tag nor a discovered one."""
-        if self.images is not None:
-            unknown = [name for name in self.images if name not in config.image_names]
-            if unknown:
-                configured = ", ".join(config.image_names) or "none"
-                raise BadRequest(
-                    f"images: unknown image {_names(unknown)} (configured: {configured})"
-                )
-        selected = (
-            [config.image(name) for name in self.images]
-            if self.images is not None
-            else list(config.images)
-        )
-        if self.tags is not None:
-            discovering = self.discover and any(i.discovers_tags for i in selected)
-            configured_tags = {tag for image in selected for tag in image.tags}
-            stray = [tag for tag in self.tags if tag not in configured_tags]
-            if stray and not discovering:
-                raise BadRequest(
-                    f"tags: {_names(stray)} not a configured tag of the selected images, and "
-                    "tag discovery is off for them"
-                )
-        from sync.engine import RunOptions, hard_stop_after  # noqa: PLC0415
-
-        return RunOptions(
-            images=self.images,
-            tags=self.tags,
-            dry_run=self.dry_run,
-            discover=self.discover,
-            deadline=deadline,
-            hard_deadline=hard_stop_after(deadline),
-        )
-
-
-def _names(items: Sequence[str]) -> str:
-    return ", ".join(repr(clip(item)) for item in items)
-
-
-def _show(value: object) -> str:
-    """A JSON value for a message: the type for containers, short text for the rest."""
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return f"a string {json.dumps(clip(value))}"
-    if value is None:
-        return "null"
-    return clip(json.dumps(value))
-
-
-def _check_list(name: str, value: object, *, tags: bool) -> tuple[str, ...]:
-    what = "tags" if tags else "image names"
-    if not isinstance(value, list):
-        raise BadRequest(f"{name}: expected a list of {what}, got {_show(value)}")
-    if not value:
-        raise BadRequest(f"{name}: empty list; leave the field out to mean all {what}")
-    out: list[str] = []
-    for i, item in enumerate(value):
-        if not isinstance(item, str):
-            raise BadRequest(f"{name}[{i}]: expected a string, got {_show(item)}")
-        if not item:
-            raise BadRequest(f"{name}[{i}]: empty string")
-        if tags and not is_tag(item):
-            raise BadRequest(
-                f"{name}[{i}]: invalid tag {clip(item)!r} (letters, digits, '_', '.', '-'; "
-                "at most 128; not starting with '.' or '-')"
-            )
-        if item not in out:  # the same name twice means it once
-            out.append(item)
-    return tuple(out)
-
-
-def _from_fields(fields: Mapping[str, object]) -> SyncRequest:
-    unknown = [key for key in fields if key not in FIELDS]
-    if unknown:
-        raise BadRequest(f"unknown field {_names(unknown)}; the fields are {', '.join(FIELDS)}")
-    flags: dict[str, bool] = {}
-    for name in ("dry_run", "discover"):
-        if name in fields:
-            value = fields[name]
-            if not isinstance(value, bool):
-                raise BadRequest(f"{name}: expected true or false, got {_show(value)}")
-            flags[name] = value
-    return SyncRequest(
-        images=_check_list("images", fields["images"], tags=False) if "images" in fields else None,
-        tags=_check_list("tags", fields["tags"], tags=True) if "tags" in fields else None,
-        **flags,
-    )
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise BadRequest(f"{clip(key)}: given twice in the JSON body")
-        out[key] = value
-    return out
-
-
-def parse_body(content_type: str | None, body: bytes) -> SyncRequest:
-    """The fields of a POST body: a JSON object, or nothing (empty or only whitespace)."""
-    if len(body) > MAX_BODY_BYTES:
-        raise BadRequest(f"request body larger than {MAX_BODY_BYTES} bytes", status=413)
-    if not body.strip():
-        return SyncRequest()
-    mimetype = (content_type or "").split(";", 1)[0].strip().lower()
-    if mimetype != "application/json":
-        shown = repr(clip(content_type)) if content_type else "none"
-        raise BadRequest(f"Content-Type: a request body must be application/json, got {shown}")
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise BadRequest(f"body: not UTF-8 text (byte {err.start})") from None
-    try:
-        data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
-    except json.JSONDecodeError as err:
-        raise BadRequest(
-            f"body: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
-        ) from None
-    except RecursionError:
-        raise BadRequest("body: JSON nested too deeply") from None
-    if not isinstance(data, dict):
-        raise BadRequest(
-            f'body: expected a JSON object like {{"images": [...], "dry_run": true}}, '
-            f"got {_show(data)}"
-        )
-    return _from_fields(data)
-
-
-def _query_bool(name: str, values: Sequence[str]) -> bool:
-    if len(values) != 1:
-        raise BadRequest(f"{name}: given {len(values)} times in the query; give it once")
-    value = values[0].strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise BadRequest(f"{name}: expected true, false, 1 or 0, got {clip(values[0])!r}")
-
-
-def _query_list(name: str, values: Sequence[str]) -> list[str]:
-    """Repeated parameters and comma-separated values, in order; an empty item is an error."""
-    items: list[str] = []
-    for value in values:
-        for raw in value.split(","):
-            item = raw.strip()
-            if not item:
-                raise BadRequest(f"{name}: empty value in the query ({name}={clip(value)!r})")
-            items.append(item)
-    return items
-
-
-def parse_query(pairs: Iterable[tuple[str, str]]) -> SyncRequest:
-    """The fields of a GET query string: `images`/`tags` repeated or comma-separated,
-    `dry_run`/`discover` as true/false/1/0."""
-    grouped: dict[str, list[str]] = {}
-    for key, value in pairs:
-        grouped.setdefault(key, []).append(value)
-    unknown = [key for key in grouped if key not in FIELDS]
-    if unknown:
-        raise BadRequest(
-            f"unknown query parameter {_names(unknown)}; the parameters are {', '.join(FIELDS)}"
-        )
-    fields: dict[str, object] = {}
-    for name in ("images", "tags"):
-        if name in grouped:
-            fields[name] = _query_list(name, grouped[name])
-    for name in ("dry_run", "discover"):
-        if name in grouped:
-            fields[name] = _query_bool(name, grouped[name])
-    return _from_fields(fields)
-
-
-def parse_request(incoming: Incoming) -> SyncRequest:
-    """The fields of a GET (query string) or POST (JSON body); BadRequest otherwise. Fields
-    come from one place only: a POST's query or a GET's body would be silently ignored, and a
-    `?dry_run=true` that is ignored copies for real."""
-    if incoming.content_length is not None and incoming.content_length > MAX_BODY_BYTES:
-        raise BadRequest(f"request body larger than {MAX_BODY_BYTES} bytes", status=413)
-    if incoming.method == "GET":
-        if incoming.body.strip():
-            raise BadRequest("GET takes its fields in the query string, not a body; use POST")
-        return parse_query(incoming.query)
-    if incoming.query:
-        names = _names(list(dict.fromkeys(key for key, _ in incoming.query)))
-        raise BadRequest(
-            f"POST takes its fields in a JSON body, not the query string (got {names}); "
-            "use GET for query parameters"
-        )
-    return parse_body(incoming.content_type, incoming.body)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,6 +190,29 @@ def platform_timeout_needed(deadline: float) -> float:
     return hard_stop_after(deadline) + LAST_RESORT_SECONDS + ANSWER_MARGIN_SECONDS
 
 
+@contextlib.asynccontextmanager
+async def open_engine(
+    config: Config,
+    env: Mapping[str, str],
+    *,
+    insecure: Mapping[str, bool] | None = None,
+    progress: ProgressFactory | None = None,
+) -> AsyncIterator[Engine]:
+    """An engine on `config` with its own credential resolver (secrets read once, when a
+    registry first asks) and registry clients, all closed when the block ends; the one way the
+    function and the CLI open one. `insecure` (from `insecure_hosts`) and `progress` are the
+    CLI's `--insecure` and its progress display."""
+    from sync.credentials import CredentialResolver  # noqa: PLC0415
+    from sync.engine import Engine, registries_for  # noqa: PLC0415
+
+    credentials = CredentialResolver(config, env=env)
+    try:
+        async with registries_for(config, credentials, insecure=insecure) as registries:
+            yield Engine(config, registries, progress=progress, credentials=credentials)
+    finally:
+        credentials.close()
+
+
 async def run_once(
     config: Config,
     options: RunOptions,
@@ -420,24 +220,16 @@ async def run_once(
     env: Mapping[str, str],
     hard_timeout: float | None = None,
 ) -> Report:
-    """One engine run with its own credential resolver (secrets read once, closed at the end)
-    and registry clients; RunTimeout when it is still going after `hard_timeout` seconds."""
-    from sync.credentials import CredentialResolver  # noqa: PLC0415
-    from sync.engine import Engine, registries_for  # noqa: PLC0415
-
-    credentials = CredentialResolver(config, env=env)
-    try:
-        async with registries_for(config, credentials) as registries:
-            engine = Engine(config, registries)
-            try:
-                return await asyncio.wait_for(engine.run(options), timeout=hard_timeout)
-            except TimeoutError:
-                raise RunTimeout(
-                    f"the run was still going {hard_timeout:.0f}s after it started and was "
-                    "stopped; copies in flight were abandoned (the next run continues)"
-                ) from None
-    finally:
-        credentials.close()
+    """One engine run (`open_engine`); RunTimeout when it is still going after `hard_timeout`
+    seconds."""
+    async with open_engine(config, env) as engine:
+        try:
+            return await asyncio.wait_for(engine.run(options), timeout=hard_timeout)
+        except TimeoutError:
+            raise RunTimeout(
+                f"the run was still going {hard_timeout:.0f}s after it started and was "
+                "stopped; copies in flight were abandoned (the next run continues)"
+            ) from None
 
 
 def trigger_of(scheduler_job: str | None, task_queue: str | None) -> Trigger:
@@ -604,13 +396,15 @@ def _handle(incoming: Incoming, env: Mapping[str, str], outcome: _Outcome) -> An
             "(query string)",
             headers={"Allow": ", ".join(ALLOWED_METHODS)},
         )
+    from sync.config import load_config, resolve_config_path  # noqa: PLC0415
+    from sync.fanout import FanoutSettings  # noqa: PLC0415
+    from sync.request import BadRequest, parse_request  # noqa: PLC0415
+
     try:
         wanted = parse_request(incoming)
     except BadRequest as exc:
         return _bad_request(exc)
     outcome.dry_run = wanted.dry_run
-    from sync.config import load_config, resolve_config_path  # noqa: PLC0415
-    from sync.fanout import FanoutSettings  # noqa: PLC0415
 
     try:
         deadline = deadline_seconds(env)

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from sync import config as config_module
 from sync.config import (
     Config,
     CredentialRef,
@@ -332,6 +333,32 @@ def test_checks_between_images_run_even_when_other_parts_are_invalid() -> None:
     problems = problems_of(data)
     assert any(p.startswith("images[1].name: duplicate name") for p in problems), problems
     assert any(p.startswith("max_tags_to_check: expected an integer") for p in problems)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        config(image(), image(target="quay.io/x/y")),
+        config(image(), image(target="quay.io/x/y"), max_tags_to_check="10"),
+    ],
+    ids=["only between images", "and elsewhere too"],
+)
+def test_checks_between_images_run_once_and_list_each_problem_once(
+    data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    checks = config_module._cross_image_problems
+
+    def counted(*args: Any) -> Any:
+        calls.append(1)
+        return checks(*args)
+
+    monkeypatch.setattr(config_module, "_cross_image_problems", counted)
+    problems = problems_of(data)
+    assert len(calls) == 1, f"the checks between images ran {len(calls)} times"
+    assert [p for p in problems if "duplicate name" in p] == [
+        "images[1].name: duplicate name 'httpbin', as images[0]"
+    ], problems
 
 
 def test_duplicate_name_target_and_tag_are_reported_together() -> None:

@@ -26,7 +26,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 import sync.engine
-from sync import logs, service
+from sync import logs, request, service
 from sync.engine import Engine, RunOptions
 from sync.report import Report
 from tests.bed import images
@@ -435,6 +435,8 @@ BAD_BODIES: list[tuple[str, object, str]] = [
     ("images a string", {"images": "helloworld"}, "images: expected a list"),
     ("images empty", {"images": []}, "images: empty list"),
     ("image not a string", {"images": [1]}, "images[0]: expected a string, got 1"),
+    ("images null", {"images": None}, "images: expected a list of image names, got null"),
+    ("image name invalid", {"images": ["a b"]}, "images[0]: invalid image name 'a b'"),
     ("tags a string", {"tags": "1.0"}, "tags: expected a list"),
     ("tag not a string", {"tags": ["1.0", None]}, "tags[1]: expected a string, got null"),
     ("tag invalid", {"tags": ["has space"]}, "tags[0]: invalid tag 'has space'"),
@@ -528,13 +530,13 @@ def test_fields_come_from_one_place_only(client: FlaskClient, offline: Path) -> 
 
 
 def test_query_lists_may_repeat_or_use_commas_and_duplicates_count_once() -> None:
-    parsed = service.parse_query(
+    parsed = request.parse_query(
         [("images", "a, b"), ("images", "c,a"), ("dry_run", "0"), ("discover", "False")]
     )
-    assert parsed == service.SyncRequest(images=("a", "b", "c"), dry_run=False, discover=False)
-    assert service.parse_query([]) == service.SyncRequest()
-    assert service.parse_body("application/json; charset=utf-8", b"") == service.SyncRequest()
-    assert service.parse_body(None, b"  \n") == service.SyncRequest(), "an empty body is fine"
+    assert parsed == request.SyncRequest(images=("a", "b", "c"), dry_run=False, discover=False)
+    assert request.parse_query([]) == request.SyncRequest()
+    assert request.parse_body("application/json; charset=utf-8", b"") == request.SyncRequest()
+    assert request.parse_body(None, b"  \n") == request.SyncRequest(), "an empty body is fine"
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS"])
@@ -748,7 +750,7 @@ def test_the_handler_is_installed_once_and_not_at_import(
         client.get("/?dry_run=maybe")
     lines = log_lines(capsys.readouterr().out)
     assert len(lines) == 6, "a warning and a summary per request, not per installed handler"
-    handlers = logging.getLogger("image_sync").handlers
+    handlers = logging.getLogger("sync").handlers
     assert sum(type(h).__name__ == "_StdoutHandler" for h in handlers) == 1
 
 
@@ -778,11 +780,11 @@ def test_an_unknown_log_level_falls_back_to_info_and_says_so(
     client.get("/?dry_run=maybe")
     lines = log_lines(capsys.readouterr().out)
     assert any("LOG_LEVEL='CHATTY' is not a level" in e["message"] for e in lines), lines
-    assert logging.getLogger("image_sync").level == logging.INFO
+    assert logging.getLogger("sync").level == logging.INFO
 
 
 def test_the_formatter_keeps_its_own_keys_and_serialises_anything() -> None:
-    record = logging.LogRecord("image_sync", logging.WARNING, __file__, 1, "hi %s", ("x",), None)
+    record = logging.LogRecord("sync.engine", logging.WARNING, __file__, 1, "hi %s", ("x",), None)
     record.__dict__.update(severity="FAKE", image="a", digests=("sha256:1",), odd=object())
     with logs.log_context(scheduler_job="job"):
         entry = json.loads(logs.JsonFormatter().format(record))
@@ -800,7 +802,7 @@ def test_importing_main_loads_no_config_no_secret_manager_and_no_handler(tmp_pat
         "spec.loader.exec_module(module)\n"
         "assert callable(module.sync_images)\n"
         "assert not [m for m in sys.modules if m.startswith('google.cloud.secretmanager')]\n"
-        "assert not logging.getLogger('image_sync').handlers\n"
+        "assert not logging.getLogger('sync').handlers\n"
         "import asyncio\n"
         "assert asyncio.events._get_running_loop() is None\n"
         "print('ok')\n"

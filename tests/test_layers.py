@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("config", frozenset({"config", "credentials", "secrets", "versions"})),
     ("report", frozenset({"report"})),
     ("engine", frozenset({"engine"})),
-    ("cli", frozenset({"cli", "__main__", "fanout", "logs", "progress", "service"})),
+    ("cli", frozenset({"cli", "__main__", "fanout", "logs", "progress", "request", "service"})),
 )
 LAYER_OF: dict[str, int] = {m: i for i, (_, modules) in enumerate(LAYERS) for m in modules}
 LAYER_NAMES: tuple[str, ...] = tuple(name for name, _ in LAYERS)

@@ -337,6 +337,7 @@ def test_429_error_mentions_the_pull_allowance_when_known(waits: Waits) -> None:
 
     error = run(fake, scenario)
     assert "pull allowance 0/100" in str(error), str(error)
+    assert error.rate_limit == RateLimit(fake.host, 0, 100), "the error carries the allowance"
     assert error.retry_after == 21600.0 and waits.seconds == [], "an hours-long wait was slept"
 
 
@@ -576,7 +577,8 @@ def test_ratelimit_headers_are_exposed_on_the_client() -> None:
         seen.append(client.rate_limit)
         return seen
 
-    assert run(fake, scenario) == [None, RateLimit(100, 76), RateLimit(100, 75)]
+    announced = [None, RateLimit(fake.host, 76, 100), RateLimit(fake.host, 75, 100)]
+    assert run(fake, scenario) == announced
 
 
 @pytest.mark.parametrize(
@@ -590,8 +592,9 @@ def test_ratelimit_headers_are_exposed_on_the_client() -> None:
     ],
 )
 def test_parse_rate_limit(headers: dict[str, str], expected: tuple[int, int] | None) -> None:
-    got = parse_rate_limit(httpx.Headers(headers))
+    got = parse_rate_limit(httpx.Headers(headers), "registry.test")
     assert (None if got is None else (got.limit, got.remaining)) == expected, headers
+    assert got is None or got.registry == "registry.test"
 
 
 # --- URLs -----------------------------------------------------------------------------------
