@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar, cast
 from sync.errors import BlobMismatchError, ImageSyncError, RegistryError
 from sync.oci import Descriptor, Manifest, is_digest
 from sync.reference import Reference
-from sync.registry import BlobStream, RegistryClient, UploadSession
+from sync.registry import BLOB_CHUNK, BlobStream, RegistryClient, UploadSession
 
 __all__ = ["Copier", "CopyProgress", "CopyResult", "CopyStats", "settle"]
 
@@ -39,6 +39,8 @@ T = TypeVar("T")
 
 #: Blobs from this size on take one of the copier's transfer slots.
 LARGE_BLOB = 1024 * 1024
+#: Blobs larger than one piece (BLOB_CHUNK) and smaller than LARGE_BLOB streaming at once.
+MID_BLOB_STREAMS = 16
 
 #: Called with the number of blob bytes just sent to the target.
 ProgressCallback = Callable[[int], None]
@@ -100,6 +102,7 @@ class Copier:
 
     def __init__(self, *, blob_concurrency: int = 4, progress: ProgressCallback | None = None):
         self._blob_slots = asyncio.Semaphore(blob_concurrency)
+        self._stream_slots = asyncio.Semaphore(MID_BLOB_STREAMS)
         self._progress = progress
         #: Work under way, by what it makes true: ("blob", host, digest) and
         #: ("manifest", host, repository, digest). A second copy needing the same waits for it.
@@ -305,9 +308,14 @@ class Copier:
         if blob.size >= LARGE_BLOB:
             async with self._blob_slots:
                 await self._stream_blob(src, dst, blob, stats, session)
+        elif blob.size > BLOB_CHUNK:
+            # Mid-sized blobs are latency-bound, not bandwidth-bound, but each holds a few
+            # pieces in memory while it streams: bounded apart from the large ones.
+            async with self._stream_slots:
+                await self._stream_blob(src, dst, blob, stats, session)
         else:
-            # Small blobs (configs, attestations, tiny layers) are latency-bound, not
-            # bandwidth-bound: the connection pool is their only limit.
+            # Small blobs (configs, attestations, tiny layers), read whole: the connection
+            # pool is their only limit.
             await self._stream_blob(src, dst, blob, stats, session)
         self._holders.setdefault(holders_key, set()).add(dst.repository)
         stats.blobs_copied += 1
@@ -331,12 +339,18 @@ class Copier:
         stats: CopyStats,
         upload: UploadSession | None,
     ) -> None:
-        """Stream one blob into an upload; on a temporary failure start over, whole."""
+        """Stream one blob into an upload; on a temporary failure start over, whole.
+
+        The upload session is opened while the source is asked for the blob (one round trip
+        for both, not two). A blob no larger than one piece is read whole before the upload
+        starts: it would be held whole anyway, and the source's connection is free again for
+        the next request instead of waiting for the upload."""
         attempt = 0
         while True:
             attempt += 1
+            opening: asyncio.Future[UploadSession] | None = None
             if upload is None:
-                upload = await dst.client.blob_upload_start(dst.repository)
+                opening = self.start(dst.client.blob_upload_start(dst.repository))
             try:
                 async with src.client.blob_open(src.repository, blob.digest) as stream:
                     origin = f"{src.client.host}/{src.repository}"
@@ -345,16 +359,33 @@ class Copier:
                             f"blob {blob.digest} from {origin}: source sends {stream.size} "
                             f"bytes, descriptor says {blob.size}"
                         )
-                    body = self._verified(stream, blob, src)
+                    small = blob.size <= BLOB_CHUNK
+                    content: AsyncIterable[bytes] = (
+                        _pieces([await _read_whole(stream, blob.size)]) if small else stream
+                    )
+                    if small:
+                        await stream.close()
+                    if opening is not None:
+                        upload = await opening
+                        opening = None
+                    assert upload is not None
+                    body = self._verified(content, blob, src)
                     await dst.client.blob_upload_finish(upload, blob.digest, blob.size, body)
                 stats.bytes_copied += blob.size
                 return
             except asyncio.CancelledError:
-                # The run's hard stop: leave no upload session open behind us.
+                # The run's hard stop: leave no upload session open behind us (one still being
+                # opened is given up on: the registry expires it).
+                if opening is not None:
+                    upload = _opened_now(opening)
+                    opening.cancel()
                 await _cancel_upload(dst.client, upload)
                 raise
             except (RegistryError, BlobMismatchError) as exc:
-                await dst.client.blob_upload_cancel(upload)
+                if opening is not None:
+                    upload = await _opened(opening)
+                if upload is not None:
+                    await dst.client.blob_upload_cancel(upload)
                 upload = None
                 # A corrupt source is worth one more try (a flipped bit on the way), not more.
                 retryable = exc.temporary and not (
@@ -366,7 +397,7 @@ class Copier:
                 await asyncio.sleep(wait)
 
     async def _verified(
-        self, stream: BlobStream, blob: Descriptor, src: _Side
+        self, stream: AsyncIterable[bytes], blob: Descriptor, src: _Side
     ) -> AsyncIterator[bytes]:
         """The source's chunks, hashed and counted on the way through. The last chunk is held
         back until size and sha256 match the descriptor: on a mismatch the upload is aborted
@@ -408,6 +439,39 @@ class Copier:
 
 #: How long a cancelled copy may spend cancelling its upload session (best effort).
 UPLOAD_CANCEL_SECONDS = 2.0
+
+
+async def _opened(opening: asyncio.Future[UploadSession]) -> UploadSession | None:
+    """The session an upload start opened alongside a read that failed (waited for, so that
+    it can be cancelled), or None when the start failed too."""
+    with suppress(ImageSyncError):
+        return await opening
+    return None
+
+
+def _opened_now(opening: asyncio.Future[UploadSession]) -> UploadSession | None:
+    """The session an upload start has opened by now, if it has."""
+    if opening.done() and not opening.cancelled() and opening.exception() is None:
+        return opening.result()
+    return None
+
+
+async def _read_whole(stream: BlobStream, size: int) -> bytes:
+    """A small blob's bytes, read whole (a byte beyond `size` ends the read: the check of size
+    and digest then fails on it)."""
+    pieces = []
+    received = 0
+    async for piece in stream:
+        pieces.append(piece)
+        received += len(piece)
+        if received > size:
+            break
+    return b"".join(pieces)
+
+
+async def _pieces(pieces: list[bytes]) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
 
 
 async def _cancel_upload(client: RegistryClient, upload: UploadSession | None) -> None:

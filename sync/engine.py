@@ -101,8 +101,10 @@ class RunOptions:
     #: never. `hard_stop_after(deadline)` is the usual value.
     hard_deadline: float | None = None
     pull_floor: int = 10
-    #: Copies under way at once per upstream host.
-    concurrency: int = 8
+    #: Copies under way at once per upstream host. A copy of a small image is a chain of about
+    #: nine round trips (compare, index, children, blob checks, uploads, manifests): over a
+    #: slow network, copies at once are what sets the pace.
+    concurrency: int = 16
 
 
 #: After the soft deadline, copies already running get this share of the budget to finish

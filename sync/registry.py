@@ -76,22 +76,31 @@ BLOB_CHUNK = 128 * 1024
 httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = BLOB_CHUNK
 TAG_PAGE_SIZE = 1000
 MAX_TAG_PAGES = 1000
-#: Connections per registry host, all kept alive between requests. httpcore's pool does work
-#: in proportion to connections x idle connections on every request it starts or finishes: at
-#: 32 that was a quarter of a cold run's CPU over a WAN, at 16 it is small, and 16 requests in
-#: flight per host keep eight copies busy.
-MAX_CONNECTIONS = 16
+#: Connections per registry host, all kept alive between requests. A copy of a small
+#: multi-platform image has a dozen requests in flight on the target at its busiest (blob
+#: checks, upload sessions, uploads): 32 keep sixteen copies from queueing for connections over
+#: a slow network. (`_Pool` hands them out at a cost that does not grow with their number.)
+MAX_CONNECTIONS = 32
+#: An idle connection older than this is closed instead of reused (httpx's default).
+KEEPALIVE_SECONDS = 5.0
 
 
 def resolve_location(request_url: httpx.URL, location: str, **params: str) -> httpx.URL:
     """An upload `Location` resolved against the request URL (it may be relative) with
-    `params` appended to whatever query it already has: never rebuilt."""
-    url = request_url.join(location)
-    if not params:
-        return url
-    extra = "&".join(f"{key}={value}" for key, value in params.items())
-    query = url.query.decode("ascii")
-    return url.copy_with(query=(f"{query}&{extra}" if query else extra).encode("ascii"))
+    `params` appended to whatever query it already has: never rebuilt.
+
+    The result is parsed once (an upload Location carries a long state token, and httpx
+    checks every character of each URL it parses)."""
+    if location.startswith(("http://", "https://")):
+        url = location
+    else:
+        url = str(request_url.join(location) if location else request_url)
+    if params:
+        extra = "&".join(f"{key}={value}" for key, value in params.items())
+        head, hash_mark, fragment = url.partition("#")
+        separator = "" if head.endswith(("?", "&")) else "&" if "?" in head else "?"
+        url = f"{head}{separator}{extra}{hash_mark}{fragment}"
+    return httpx.URL(url)
 
 
 def _error_codes_and_message(body: bytes) -> tuple[tuple[str, ...], str]:
@@ -142,6 +151,11 @@ class BlobStream:
         length = response.headers.get("content-length")
         self.size = int(length) if length and length.isdigit() else None
 
+    async def close(self) -> None:
+        """Done with the response (read whole, or given up on): its connection serves the next
+        request at once (`blob_open` closes it anyway on the way out)."""
+        await self._response.aclose()
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
         # Raw: a blob is the stored bytes. A `Content-Encoding` some CDNs attach to a stored
         # .tar.gz must not be undone, or the bytes no longer hash to the digest.
@@ -191,6 +205,110 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+class _Pool(httpcore.AsyncConnectionPool):
+    """httpcore's connection pool with a cheaper way of handing out connections.
+
+    httpcore reassigns connections whenever a request starts or ends: for every connection it
+    checks expiry (for an idle one a `poll()` of its socket and anyio building a dict of socket
+    attributes, `getpeername()` included), counts all connections once per idle one, and lists
+    the available ones once per queued request. With 16 connections that was most of the
+    client's CPU on a run of many small requests. Here a connection's expiry is checked only
+    when it is about to be reused (the one moment it matters: a connection the server closed
+    or that outlived its keep-alive is closed then and another taken), closed ones are dropped,
+    and each queued request takes the first available connection not taken in the same pass,
+    else a new one while there is room, else replaces an idle connection to another origin.
+
+    `verify` is a TLS context, or a callable making one on the first HTTPS connection (a
+    plain-HTTP registry may still redirect to an HTTPS CDN), or False for unverified TLS.
+    """
+
+    def __init__(
+        self,
+        *,
+        verify: ssl.SSLContext | Callable[[], ssl.SSLContext] | bool,
+        max_connections: int,
+    ) -> None:
+        self._make_context = verify if callable(verify) else None
+        if isinstance(verify, ssl.SSLContext):
+            context: ssl.SSLContext | None = verify
+        elif verify is False:
+            context = httpx.create_ssl_context(verify=False)
+        else:
+            context = None
+        super().__init__(
+            ssl_context=context,
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=KEEPALIVE_SECONDS,
+        )
+
+    def create_connection(self, origin: httpcore.Origin) -> httpcore.AsyncConnectionInterface:
+        if (
+            self._ssl_context is None
+            and self._make_context is not None
+            and origin.scheme == b"https"
+        ):
+            self._ssl_context = self._make_context()
+        return super().create_connection(origin)
+
+    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        closing: list[httpcore.AsyncConnectionInterface] = []
+        connections = self._connections
+        if any(connection.is_closed() for connection in connections):
+            connections[:] = [c for c in connections if not c.is_closed()]
+        queued = []
+        assigned = set()
+        for request in self._requests:
+            if request.connection is None:
+                queued.append(request)
+            else:
+                assigned.add(id(request.connection))
+        if not queued:
+            return closing
+        # Connected with no request on it (for HTTP/1.1, available and idle are the same),
+        # and not handed to a request that has yet to start on it: httpcore would hand it out
+        # twice, and the second request would find it busy and go round again.
+        idle = [c for c in connections if id(c) not in assigned and c.is_available()]
+        for pool_request in queued:
+            if not idle and len(connections) >= self._max_connections:
+                break  # every connection is busy: wait for one to be released
+            origin = pool_request.request.url.origin
+            chosen = None
+            for connection in [c for c in idle if c.can_handle_request(origin)]:
+                idle.remove(connection)
+                if connection.has_expired():
+                    connections.remove(connection)
+                    closing.append(connection)
+                    continue
+                chosen = connection
+                break
+            if chosen is None:
+                if len(connections) >= self._max_connections:
+                    if not idle:
+                        continue
+                    # An idle connection to another origin makes room for this one.
+                    spare = idle.pop(0)
+                    connections.remove(spare)
+                    closing.append(spare)
+                chosen = self.create_connection(origin)
+                connections.append(chosen)
+            pool_request.assign_to_connection(chosen)
+        return closing
+
+
+class _Transport(httpx.AsyncHTTPTransport):
+    """httpx's transport over `_Pool`."""
+
+    def __init__(
+        self,
+        *,
+        verify: ssl.SSLContext | Callable[[], ssl.SSLContext] | bool,
+        max_connections: int,
+    ) -> None:
+        # httpx's own init would build a pool (and a TLS context) only to be replaced.
+        self._pool = _Pool(verify=verify, max_connections=max_connections)
+
+
 class RegistryClient:
     """The registry API of one host. Methods are named noun first: manifest_*, blob_*, tag_*."""
 
@@ -211,14 +329,20 @@ class RegistryClient:
         self.timeouts = timeouts or Timeouts()
         #: The run's record of hosts that are down (shared by all clients of a run).
         self.health = health if health is not None else HostHealth()
+        if transport is None:
+            transport = _Transport(
+                # Unverified only for the hosts a user named with `--insecure`. A verifying
+                # context is made when first needed: a plain-HTTP registry may never need one.
+                verify=(
+                    (_tls_context() if settings.secure else _tls_context)
+                    if settings.verify
+                    else False
+                ),
+                max_connections=MAX_CONNECTIONS,
+            )
         self._http = httpx.AsyncClient(
             transport=transport,
-            # Unverified only for the hosts a user named with `--insecure`.
-            verify=_tls_context() if settings.verify else False,
             timeout=self.timeouts.for_metadata(),
-            limits=httpx.Limits(
-                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
-            ),
             headers={"User-Agent": USER_AGENT},
         )
         self.auth = Authenticator(
@@ -300,7 +424,9 @@ class RegistryClient:
     ) -> Reply | None:
         scopes = tuple(scopes)
         ok, missing = frozenset(ok), frozenset(missing)
-        target = httpx.URL(str(url))
+        # Parsed once: httpx checks every character of a URL it parses (an upload Location
+        # carries a long state token), so a URL object is passed on as it is.
+        target = url if isinstance(url, httpx.URL) else httpx.URL(url)
         retried_auth = False
         while True:
             send_headers = dict(headers or {})

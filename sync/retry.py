@@ -373,7 +373,7 @@ async def send_with_retry(
     """
     replayable = content is None or isinstance(content, bytes)
     metadata = not stream and replayable
-    target = httpx.URL(str(url))
+    target = url if isinstance(url, httpx.URL) else httpx.URL(url)
     attempt = 0
     unanswered = 0
     while True:
