@@ -153,38 +153,7 @@ def test_copy_is_digest_exact_in_every_auth_mode(
 # -- failures --------------------------------------------------------------------------------
 
 
-<<<<<<< HEAD
-=======
-def test_a_corrupt_upstream_blob_fails_and_tags_nothing(
-    registry_factory: RegistryFactory, tmp_path: Path
-) -> None:
-    source, target = registry_factory("bearer-hub"), registry_factory("bearer-quay")
-    index = images.oci_index(2)
-    bad = index.child("linux/arm64").layers[1]
-    _push(source, "up/app", "v1", index)
-    _corrupt_blob(source, bad)
-    cli = _cli(tmp_path, {"SRC": source, "DST": target}, anonymous=("SRC",))
-
-    started = time.monotonic()
-    result = cli.run("copy", source.ref("up/app", "v1"), target.ref("mirror/app", "v1"))
-    elapsed = time.monotonic() - started
-    assert result.returncode == 1, (result.stdout, result.stderr)
-    assert result.stdout == ""
-    reason = _one_line(result.stderr)
-    assert reason.startswith("image-sync: DIGEST_INVALID: "), reason
-    assert bad in reason
-    assert f"{source.host}/up/app" in reason, "the reason names where the bad blob came from"
-    with RawClient(target) as client:
-        assert client.head_manifest("mirror/app", "v1") is None
-        assert client.tags("mirror/app") == []
-        assert client.head_manifest("mirror/app", index.digest) is None
-    # A corrupt blob gets exactly one more try (a bit flipped on the way), after one backoff
-    # step: about 1-2 s here in all.
-    assert elapsed < 30, f"took {elapsed:.1f}s"
-
-
 @pytest.mark.integration
->>>>>>> issue-12-speed
 def test_an_unparseable_reference_is_a_usage_error(tmp_path: Path) -> None:
     cli = _cli(tmp_path, {})
     result = cli.run("copy", "Not A//Reference!", "127.0.0.1:5000/mirror/app:v1")
