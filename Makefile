@@ -13,7 +13,7 @@ DEMO_VENV  ?= .venv-demo
 DEMO_PY    := $(DEMO_VENV)/bin/python
 DEMO_STAMP := $(DEMO_VENV)/.installed
 
-.PHONY: setup registry-bin test lint unit demo bench clean infra-check
+.PHONY: setup registry-bin schema-wheel test lint unit demo bench clean infra-check
 
 # A virtual environment with the runtime and development dependencies and the package itself.
 $(STAMP): requirements.txt demo/requirements.txt requirements-dev.txt pyproject.toml
@@ -23,7 +23,12 @@ $(STAMP): requirements.txt demo/requirements.txt requirements-dev.txt pyproject.
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	touch $(STAMP)
 
-setup: $(STAMP) registry-bin
+setup: $(STAMP) registry-bin schema-wheel
+
+# The provider bindings the infra schema test reads (tests/google_schema.py), fetched here so
+# that the test suite itself never reaches the network.
+schema-wheel: $(STAMP)
+	$(PY) -m tests.google_schema --fetch
 
 # CNCF Distribution (Debian's docker-registry) and skopeo for the benchmark; installed via apt
 # when missing and we are root, otherwise we say what to install.

@@ -54,12 +54,18 @@ class SchemaUnavailable(Exception):
     """The package could not be downloaded (no index reachable, or no such version)."""
 
 
+def cached_wheel(cache: Path = CACHE) -> Path | None:
+    """The package's wheel in `cache`, if `make setup` (or `fetch_wheel`) has put it there."""
+    found = sorted(cache.glob(f"{PACKAGE.replace('-', '_')}-{PACKAGE_VERSION}-*.whl"))
+    return found[0] if found else None
+
+
 def fetch_wheel(cache: Path = CACHE) -> Path:
     """The package's wheel, downloaded with pip into `cache` unless it is there already."""
     pattern = f"{PACKAGE.replace('-', '_')}-{PACKAGE_VERSION}-*.whl"
-    found = sorted(cache.glob(pattern))
-    if found:
-        return found[0]
+    cached = cached_wheel(cache)
+    if cached is not None:
+        return cached
     cache.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
     command += [
@@ -200,8 +206,15 @@ def document(wheel: Path, types: Mapping[str, Any], wanted: Iterable[tuple[str, 
     }
 
 
-def main() -> int:
-    """Rewrites SCHEMA_FILE for the types infra/ uses now."""
+def main(argv: list[str]) -> int:
+    """Rewrites SCHEMA_FILE for the types infra/ uses now; `--fetch` only downloads the wheel
+    (the setup step of `make test`: the test suite itself never reaches the network)."""
+    if argv == ["--fetch"]:
+        try:
+            print(f"{PACKAGE} {PACKAGE_VERSION}: {fetch_wheel().name}")
+        except SchemaUnavailable as exc:  # the schema test then skips, saying why
+            print(f"{exc}; the check of {SCHEMA_FILE.name} against it will be skipped")
+        return 0
     wheel = fetch_wheel()
     content = document(wheel, load_types(wheel), used_types())
     SCHEMA_FILE.write_text(json.dumps(content, indent=1, sort_keys=True) + "\n", encoding="utf-8")
@@ -211,4 +224,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

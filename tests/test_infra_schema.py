@@ -3,9 +3,10 @@
 The schema (argument and block names, and which are required) comes from the provider's CDKTF
 bindings, `cdktf-cdktf-provider-google==16.12.1` on PyPI, through `tests/google_schema.py`. The
 extracted part is committed (`tests/google_provider_schema.json`), so the check of infra/ runs
-offline; a second test downloads the package (once, into `.cache/google-schema/`) and checks that
-the committed file is exactly what the package gives, for exactly the types infra/ uses. That
-test is skipped, with pip's reason, only when the package cannot be downloaded.
+offline; a second test reads the package's wheel (which `make setup` downloads, once, into
+`.cache/google-schema/`: the tests themselves never reach the network) and checks that the
+committed file is exactly what the package gives, for exactly the types infra/ uses. That test
+is skipped, saying so, only when the wheel is not there.
 """
 
 from __future__ import annotations
@@ -124,12 +125,14 @@ def test_the_check_finds_unknown_missing_and_misplaced_names() -> None:
     assert problems(schema, without_block, "fn") == [], "build_config is optional in 6.50.0"
 
 
-@pytest.mark.integration
 def test_the_committed_schema_is_what_the_provider_package_gives() -> None:
-    try:
-        wheel = google_schema.fetch_wheel()
-    except google_schema.SchemaUnavailable as exc:
-        pytest.skip(f"cannot verify {google_schema.SCHEMA_FILE.name} against the package: {exc}")
+    wheel = google_schema.cached_wheel()
+    if wheel is None:
+        pytest.skip(
+            f"cannot verify {google_schema.SCHEMA_FILE.name}: no {google_schema.PACKAGE} wheel in "
+            f"{google_schema.CACHE} (`make setup` downloads it: `python -m tests.google_schema "
+            "--fetch`)"
+        )
     fresh = google_schema.document(
         wheel, google_schema.load_types(wheel), google_schema.used_types()
     )
