@@ -361,7 +361,7 @@ class Copier:
                         )
                     small = blob.size <= BLOB_CHUNK
                     content: AsyncIterable[bytes] = (
-                        _pieces([await _read_whole(stream, blob.size)]) if small else stream
+                        _one_piece(await _read_whole(stream, blob.size)) if small else stream
                     )
                     if small:
                         await stream.close()
@@ -469,9 +469,8 @@ async def _read_whole(stream: BlobStream, size: int) -> bytes:
     return b"".join(pieces)
 
 
-async def _pieces(pieces: list[bytes]) -> AsyncIterator[bytes]:
-    for piece in pieces:
-        yield piece
+async def _one_piece(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 async def _cancel_upload(client: RegistryClient, upload: UploadSession | None) -> None:

@@ -104,18 +104,9 @@ def _once(items: tuple[str, ...] | None) -> tuple[str, ...] | None:
 
 
 # A JSON list for the tuple (not strict); never null or empty when given; each item once.
-_Images = Annotated[
-    tuple[ImageName, ...] | None,
-    Field(strict=False),
-    BeforeValidator(_a_list),
-    AfterValidator(_once),
-]
-_Tags = Annotated[
-    tuple[Tag, ...] | None,
-    Field(strict=False),
-    BeforeValidator(_a_list),
-    AfterValidator(_once),
-]
+_LIST_OF = (Field(strict=False), BeforeValidator(_a_list), AfterValidator(_once))
+_Images = Annotated[tuple[ImageName, ...] | None, *_LIST_OF]
+_Tags = Annotated[tuple[Tag, ...] | None, *_LIST_OF]
 
 
 class SyncRequest(BaseModel):
