@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from sync.errors import ConfigError, ConfigMissingError, InvalidReferenceError
+from sync.errors import ConfigError, ConfigMissingError, InvalidReferenceError, clip
 from sync.reference import Reference, api_host, is_registry_host, is_tag, parse_reference
 
 __all__ = [
@@ -137,19 +137,13 @@ _Ref = Annotated[StrictStr | None, AfterValidator(_check_credential_ref)]
 # Field syntax
 
 _IMAGE_NAME = re.compile(r"[A-Za-z0-9._-]+")
-#: How much of a rejected name or tag a message repeats (a request may send 64 KiB of one).
-_SHOWN = 80
-
-
-def _shown(text: str) -> str:
-    return repr(text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "...")
 
 
 def _image_name_problem(name: str) -> str | None:
     if not name:
         return "must not be empty"
     if not _IMAGE_NAME.fullmatch(name):
-        return f"invalid image name {_shown(name)}: letters, digits, '.', '_', '-' only"
+        return f"invalid image name {clip(name)!r}: letters, digits, '.', '_', '-' only"
     return None
 
 
@@ -158,7 +152,7 @@ def _tag_problem(tag: str) -> str | None:
         return "must not be empty"
     if not is_tag(tag):
         return (
-            f"invalid tag {_shown(tag)} (letters, digits, '_', '.', '-'; at most 128; "
+            f"invalid tag {clip(tag)!r} (letters, digits, '_', '.', '-'; at most 128; "
             "not starting with '.' or '-')"
         )
     return None

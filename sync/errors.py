@@ -70,6 +70,7 @@ __all__ = [
     "UnsupportedError",
     "UpstreamMissingError",
     "UsageError",
+    "clip",
     "http_status_code",
     "redact_url",
 ]
@@ -247,6 +248,11 @@ class CredentialError(ImageSyncError):
     """Credentials named by the config could not be resolved (never carries their value)."""
 
     code = CREDENTIALS
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """`text`, shortened to `limit` characters for a message or a log line."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True, slots=True)

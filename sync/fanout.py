@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from sync.errors import ConfigError, DispatchError
+from sync.errors import ConfigError, DispatchError, clip
 
 if TYPE_CHECKING:
     from sync.config import Config
@@ -114,13 +114,16 @@ class FanoutSettings:
         if queue and not _QUEUE.fullmatch(queue):
             problems.append(
                 f"{QUEUE_ENV}: expected projects/PROJECT/locations/LOCATION/queues/QUEUE, "
-                f"got {_clip(queue)!r}"
+                f"got {clip(queue, 120)!r}"
             )
         if url and not _URL.fullmatch(url):
-            problems.append(f"{URL_ENV}: expected an https:// URL, no query, got {_clip(url)!r}")
+            problems.append(
+                f"{URL_ENV}: expected an https:// URL, no query, got {clip(url, 120)!r}"
+            )
         if account and not _EMAIL.fullmatch(account):
             problems.append(
-                f"{SERVICE_ACCOUNT_ENV}: expected a service account e-mail, got {_clip(account)!r}"
+                f"{SERVICE_ACCOUNT_ENV}: expected a service account e-mail, "
+                f"got {clip(account, 120)!r}"
             )
         if problems:
             raise ConfigError(problems, source="environment")
@@ -443,11 +446,7 @@ def _names_taken(err: Any) -> bool:
 
 
 def _api_message(err: Any) -> str:
-    return _clip(str(getattr(err, "message", "") or type(err).__name__), 300)
-
-
-def _clip(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip(str(getattr(err, "message", "") or type(err).__name__), 300)
 
 
 def dispatch(

@@ -22,11 +22,12 @@ import types
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 
+from sync.errors import clip
+
 __all__ = [
     "LOGGERS",
     "LOG_LEVEL_ENV",
     "JsonFormatter",
-    "clip",
     "install_handler",
     "install_logging",
     "log_context",
@@ -38,11 +39,6 @@ LOG_LEVEL_ENV = "LOG_LEVEL"
 LOGGERS = ("sync",)
 
 log = logging.getLogger(__name__)
-
-
-def clip(text: str, limit: int = 80) -> str:
-    """`text`, shortened to `limit` characters for a message or a log line."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 _CONTEXT: contextvars.ContextVar[Mapping[str, object]] = contextvars.ContextVar(

@@ -42,7 +42,6 @@ from sync.retry import (
     RetryPolicy,
     Timeouts,
     answered_plain_http,
-    parse_rate_limit,
     parse_retry_after,
     send_with_retry,
 )
@@ -56,7 +55,6 @@ __all__ = [
     "Registries",
     "RegistryClient",
     "UploadSession",
-    "parse_rate_limit",
     "probe_tls",
     "quay_absent",
     "resolve_location",
@@ -356,8 +354,9 @@ class RegistryClient:
         # httpx drops a default port from URLs: compare hosts in the form it uses.
         self._netloc = httpx.URL(self.api_url("")).netloc
         #: The latest pull allowance the registry announced (Docker Hub), or None: the run's
-        #: pull floor is checked against it. Responses (`Reply.rate_limit`) and errors
-        #: (`RegistryError.rate_limit`) carry the allowance as it stood for them.
+        #: pull floor and the report read it. Each reply (`Reply.rate_limit`, parsed once in
+        #: `send_with_retry`) and error (`RegistryError.rate_limit`) carries the allowance as it
+        #: stood for it; this is the newest of them.
         self.rate_limit: RateLimit | None = None
         #: Repositories that answered a manifest push with `OCI-Subject` (referrers API).
         self._subject_repositories: set[str] = set()
@@ -448,8 +447,9 @@ class RegistryClient:
                 follow_redirects=follow_redirects,
                 health=self.health,
                 request_timeout=request_timeout,
+                registry=self.host,
             )
-            self.rate_limit = parse_rate_limit(reply.headers, self.host) or self.rate_limit
+            self.rate_limit = reply.rate_limit or self.rate_limit
             status = reply.status
             if (
                 status == 401

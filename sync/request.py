@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from sync.config import ImageName, Tag
-from sync.logs import clip
+from sync.errors import clip
 from sync.service import MAX_BODY_BYTES
 
 if TYPE_CHECKING:

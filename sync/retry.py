@@ -282,6 +282,9 @@ class Reply:
 
     response: httpx.Response
     body: bytes
+    #: The pull allowance this response announced (Docker Hub's `ratelimit-*` headers), or
+    #: None; named by the registry the request was sent for.
+    rate_limit: RateLimit | None = None
 
     @property
     def status(self) -> int:
@@ -290,13 +293,6 @@ class Reply:
     @property
     def headers(self) -> httpx.Headers:
         return self.response.headers
-
-    @property
-    def rate_limit(self) -> RateLimit | None:
-        """The pull allowance this response announced (Docker Hub), or None; `registry` is
-        the host that answered."""
-        host = self.response.request.url.netloc.decode("ascii")
-        return parse_rate_limit(self.response.headers, host)
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:
@@ -357,6 +353,7 @@ async def send_with_retry(
     follow_redirects: bool = False,
     health: HostHealth | None = None,
     request_timeout: httpx.Timeout | None = None,
+    registry: str | None = None,
 ) -> Reply:
     """Send one request under the retry policy.
 
@@ -370,6 +367,7 @@ async def send_with_retry(
     request unanswered for `policy.unanswered_attempts` tries is marked down.
     `request_timeout` (else the client's) decides what "unanswered" means; only requests
     without a streamed body or response (metadata) mark a host down by timing out.
+    The reply's pull allowance is named `registry` (by default the host that answered).
     """
     replayable = content is None or isinstance(content, bytes)
     metadata = not stream and replayable
@@ -456,4 +454,7 @@ async def send_with_retry(
                 await response.aclose()
                 await asyncio.sleep(wait)
                 continue
-        return Reply(response, body)
+        announced = parse_rate_limit(
+            response.headers, registry or response.request.url.netloc.decode("ascii")
+        )
+        return Reply(response, body, announced)

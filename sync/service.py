@@ -37,8 +37,9 @@ from sync.errors import (
     METHOD_NOT_ALLOWED,
     ConfigError,
     ImageSyncError,
+    clip,
 )
-from sync.logs import clip, install_logging, log_context, trace_fields
+from sync.logs import install_logging, log_context, trace_fields
 
 if TYPE_CHECKING:
     from sync.config import Config

@@ -29,11 +29,10 @@ from sync.registry import (
     Registries,
     RegistryClient,
     UploadSession,
-    parse_rate_limit,
     quay_absent,
     resolve_location,
 )
-from sync.retry import RetryPolicy
+from sync.retry import RetryPolicy, parse_rate_limit
 from tests.bed.faults import AddHeaders
 from tests.bed.images import image_of, index_of, sha256_digest
 from tests.conftest import Waits
