@@ -1,5 +1,5 @@
-"""What the benchmarks share: measured subprocesses, synthetic images, registry-side counts, a
-delaying proxy, tables.
+"""What the benchmarks share: measured subprocesses, synthetic images pushed with the test bed's
+admin client, registry-side counts, tables.
 
 Benchmarks use image-sync as a black box (its CLI in a subprocess) and compare it with skopeo on
 the same local CNCF Distribution registries the tests use (`tests.bed.registry`). Nothing here
@@ -8,9 +8,7 @@ reaches beyond 127.0.0.1.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 import hashlib
 import json
 import os
@@ -22,7 +20,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -30,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
+from tests.bed.images import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, sha256_digest
+from tests.bed.rawclient import RawClient
 from tests.bed.registry import REGISTRY_BINARY, RegistryServer
 
 __all__ = [
@@ -42,12 +39,10 @@ __all__ = [
     "TIME",
     "USER_ENV",
     "AccessWindow",
-    "DelayProxy",
     "ImageSpec",
     "LogLine",
     "Measured",
     "PushedImage",
-    "Pusher",
     "Tool",
     "check_tools",
     "fill_registry",
@@ -59,6 +54,7 @@ __all__ = [
     "median",
     "print_table",
     "process_cpu_s",
+    "push_index_image",
     "ratio",
     "rmtree",
     "run_measured",
@@ -75,20 +71,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SKOPEO = os.environ.get("BENCH_SKOPEO", "/usr/bin/skopeo")
 TIME = "/usr/bin/time"  # GNU time (Debian package `time`): `-v` reports the peak RSS
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-
 _CHUNK = MIB
-_MANIFEST_ACCEPT = ", ".join(
-    [
-        OCI_INDEX,
-        OCI_MANIFEST,
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-    ]
-)
+#: Admin calls stream layers of up to hundreds of MiB.
+ADMIN_TIMEOUT = 120.0
 
 
 def check_tools() -> list[str]:
@@ -384,10 +369,6 @@ def _tar_pieces(header: bytes, rng: random.Random, size: int) -> Iterator[bytes]
     yield b"\0" * ((-size) % 512) + b"\0" * 1024  # pad the file, then the end-of-archive
 
 
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def _dumps(obj: object) -> bytes:
     return json.dumps(obj, indent=2).encode()
 
@@ -401,155 +382,67 @@ class PushedImage:
     blobs: int
 
 
-class Pusher:
-    """Admin pushes to one test-bed registry: Basic credentials, or tokens minted directly."""
-
-    def __init__(self, server: RegistryServer) -> None:
-        self.server = server
-        auth: httpx.Auth | None = None
-        if server.auth == "basic":
-            assert server.username is not None and server.password is not None
-            auth = httpx.BasicAuth(server.username, server.password)
-        self._http = httpx.Client(base_url=server.url, auth=auth, timeout=120.0)
-        self._tokens: dict[str, str] = {}
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Pusher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _headers(self, repo: str, **extra: str) -> dict[str, str]:
-        headers = dict(extra)
-        ts = self.server.token_server
-        if ts is not None:
-            if repo not in self._tokens:
-                access = [{"type": "repository", "name": repo, "actions": ["pull", "push"]}]
-                self._tokens[repo] = ts.mint(access, lifetime=3600)
-            headers["Authorization"] = f"Bearer {self._tokens[repo]}"
-        return headers
-
-    def _expect(self, response: httpx.Response, *statuses: int) -> httpx.Response:
-        if response.status_code not in statuses:
-            raise RuntimeError(
-                f"{response.request.method} {response.request.url} -> {response.status_code} "
-                f"{response.text[:300]}"
+def push_index_image(
+    raw: RawClient,
+    repo: str,
+    tag: str,
+    *,
+    platforms: Sequence[str] = ("linux/amd64", "linux/arm64"),
+    layers: int,
+    layer_size: int,
+) -> PushedImage:
+    """Push an OCI index over one OCI manifest per platform; every layer distinct (seeded by
+    registry-independent names, so a rerun builds the same bytes) and streamed, never held."""
+    entries: list[dict[str, object]] = []
+    blob_bytes = blobs = 0
+    for platform in platforms:
+        os_name, arch = platform.split("/")[:2]
+        descriptors, diff_ids = [], []
+        for i in range(layers):
+            layer = LayerStream(f"{repo}:{tag}:{platform}:{i}", layer_size)
+            raw.push_blob_stream(repo, layer)
+            descriptors.append(
+                {"mediaType": OCI_LAYER_GZIP, "digest": layer.digest, "size": layer.size}
             )
-        return response
-
-    def _start(self, repo: str) -> httpx.URL:
-        r = self._expect(
-            self._http.post(f"/v2/{repo}/blobs/uploads/", headers=self._headers(repo)), 202
-        )
-        return r.url.join(r.headers["Location"])
-
-    def _finish(self, repo: str, location: httpx.URL, digest: str, body: bytes = b"") -> None:
-        url = location.copy_merge_params({"digest": digest})
-        headers = self._headers(repo, **{"Content-Type": "application/octet-stream"})
-        self._expect(self._http.put(url, headers=headers, content=body), 201)
-
-    def blob(self, repo: str, data: bytes) -> str:
-        digest = _sha256(data)
-        self._finish(repo, self._start(repo), digest, data)
-        return digest
-
-    def layer(self, repo: str, layer: LayerStream) -> None:
-        """Stream the layer in one PATCH (its digest is known only at the end), then commit."""
-        location = self._start(repo)
-        r = self._expect(
-            self._http.patch(
-                location,
-                headers=self._headers(repo, **{"Content-Type": "application/octet-stream"}),
-                content=iter(layer),
-            ),
-            202,
-        )
-        self._finish(repo, r.url.join(r.headers["Location"]), layer.digest)
-
-    def manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
-        headers = self._headers(repo, **{"Content-Type": media_type})
-        self._expect(
-            self._http.put(f"/v2/{repo}/manifests/{reference}", headers=headers, content=data),
-            201,
-        )
-        return _sha256(data)
-
-    def manifest_digest(self, repo: str, reference: str) -> str | None:
-        """What the registry resolves `reference` to (HEAD, full Accept list), None if absent."""
-        response = self._http.head(
-            f"/v2/{repo}/manifests/{reference}",
-            headers=self._headers(repo, Accept=_MANIFEST_ACCEPT),
-        )
-        if response.status_code == 404:
-            return None
-        self._expect(response, 200)
-        digest: str | None = response.headers.get("docker-content-digest")
-        return digest
-
-    def index_image(
-        self,
-        repo: str,
-        tag: str,
-        *,
-        platforms: Sequence[str] = ("linux/amd64", "linux/arm64"),
-        layers: int,
-        layer_size: int,
-    ) -> PushedImage:
-        """An OCI index over one OCI manifest per platform; every layer distinct (seeded by
-        registry-independent names, so a rerun builds the same bytes)."""
-        entries: list[dict[str, object]] = []
-        blob_bytes = blobs = 0
-        for platform in platforms:
-            os_name, arch = platform.split("/")[:2]
-            descriptors, diff_ids = [], []
-            for i in range(layers):
-                layer = LayerStream(f"{repo}:{tag}:{platform}:{i}", layer_size)
-                self.layer(repo, layer)
-                descriptors.append(
-                    {"mediaType": OCI_LAYER_GZIP, "digest": layer.digest, "size": layer.size}
-                )
-                diff_ids.append(layer.diff_id)
-                blob_bytes += layer.size
-                blobs += 1
-            config = _dumps(
-                {
-                    "architecture": arch,
-                    "os": os_name,
-                    "created": "2024-01-01T00:00:00Z",
-                    "config": {"Env": [f"BENCH_IMAGE={repo}:{tag}"]},
-                    "rootfs": {"type": "layers", "diff_ids": diff_ids},
-                }
-            )
-            self.blob(repo, config)
-            blob_bytes += len(config)
+            diff_ids.append(layer.diff_id)
+            blob_bytes += layer.size
             blobs += 1
-            manifest = _dumps(
-                {
-                    "schemaVersion": 2,
-                    "mediaType": OCI_MANIFEST,
-                    "config": {
-                        "mediaType": OCI_CONFIG,
-                        "digest": _sha256(config),
-                        "size": len(config),
-                    },
-                    "layers": descriptors,
-                }
-            )
-            digest = self.manifest(repo, _sha256(manifest), manifest, OCI_MANIFEST)
-            entries.append(
-                {
-                    "mediaType": OCI_MANIFEST,
-                    "digest": digest,
-                    "size": len(manifest),
-                    "platform": {"architecture": arch, "os": os_name},
-                }
-            )
-        index = _dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
-        digest = self.manifest(repo, tag, index, OCI_INDEX)
-        return PushedImage(repo, tag, digest, blob_bytes, blobs)
+        config = _dumps(
+            {
+                "architecture": arch,
+                "os": os_name,
+                "created": "2024-01-01T00:00:00Z",
+                "config": {"Env": [f"BENCH_IMAGE={repo}:{tag}"]},
+                "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            }
+        )
+        raw.push_blob(repo, config)
+        blob_bytes += len(config)
+        blobs += 1
+        manifest = _dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {
+                    "mediaType": OCI_CONFIG,
+                    "digest": sha256_digest(config),
+                    "size": len(config),
+                },
+                "layers": descriptors,
+            }
+        )
+        digest = raw.push_manifest(repo, sha256_digest(manifest), manifest, OCI_MANIFEST)
+        entries.append(
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": digest,
+                "size": len(manifest),
+                "platform": {"architecture": arch, "os": os_name},
+            }
+        )
+    index = _dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    digest = raw.push_manifest(repo, tag, index, OCI_INDEX)
+    return PushedImage(repo, tag, digest, blob_bytes, blobs)
 
 
 def fill_registry(
@@ -565,9 +458,9 @@ def fill_registry(
     """Push len(repos) x len(tags) index images, `workers` at a time."""
 
     def one(item: tuple[str, str]) -> PushedImage:
-        with Pusher(server) as pusher:
-            return pusher.index_image(
-                item[0], item[1], platforms=platforms, layers=layers, layer_size=layer_size
+        with RawClient(server, timeout=ADMIN_TIMEOUT) as raw:
+            return push_index_image(
+                raw, item[0], item[1], platforms=platforms, layers=layers, layer_size=layer_size
             )
 
     work = [(repo, tag) for repo in repos for tag in tags]
@@ -643,131 +536,6 @@ class AccessWindow:
         )
 
 
-# -- WAN emulation -------------------------------------------------------------------------------
-
-
-class DelayProxy:
-    """A TCP proxy on 127.0.0.1 that delays every byte by `one_way` seconds in each direction
-    (a round trip costs 2 * one_way), and a new connection's first request by one more round
-    trip (the TCP handshake a real WAN would cost). Pure latency: no bandwidth limit.
-
-    Runs its own asyncio loop in a daemon thread; `targets` are backend ports, `ports[i]` is
-    where the proxy for `targets[i]` listens.
-    """
-
-    def __init__(self, targets: Sequence[int], one_way: float) -> None:
-        self.targets = tuple(targets)
-        self.one_way = one_way
-        self.ports: list[int] = []
-        self.connections = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="delay-proxy", daemon=True)
-        self._error: BaseException | None = None
-
-    def start(self) -> DelayProxy:
-        self._thread.start()
-        self._ready.wait(10)
-        if self._error is not None or not self.ports:
-            raise RuntimeError(f"delay proxy did not start: {self._error!r}")
-        return self
-
-    def stop(self) -> None:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    def port_for(self, backend: int) -> int:
-        return self.ports[self.targets.index(backend)]
-
-    def _run(self) -> None:
-        try:
-            self._loop.run_until_complete(self._serve())
-        except BaseException as exc:  # reported by start()
-            self._error = exc
-            self._ready.set()
-        finally:
-            self._loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        servers = []
-        for backend in self.targets:
-            server = await asyncio.start_server(
-                functools.partial(self._connection, backend=backend), "127.0.0.1", 0
-            )
-            servers.append(server)
-            self.ports.append(int(server.sockets[0].getsockname()[1]))
-        self._ready.set()
-        await self._stop.wait()
-        for server in servers:
-            server.close()
-        pending = asyncio.all_tasks() - {asyncio.current_task()}
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-    async def _connection(
-        self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, *, backend: int
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        self.connections += 1
-        accepted = loop.time()
-        try:
-            server_r, server_w = await asyncio.open_connection("127.0.0.1", backend)
-        except OSError:
-            client_w.close()
-            return
-        try:
-            await asyncio.gather(
-                # SYN, SYN-ACK, then the request itself: nothing reaches the server before
-                # 1.5 round trips after connect().
-                self._pipe(client_r, server_w, not_before=accepted + 3 * self.one_way),
-                self._pipe(server_r, client_w, not_before=0.0),
-            )
-        except (ConnectionError, OSError):
-            pass
-        except asyncio.CancelledError:
-            # stop(): end quietly (asyncio's stream callback would log a cancelled handler).
-            pass
-        finally:
-            for w in (client_w, server_w):
-                with contextlib.suppress(Exception):
-                    w.close()
-
-    async def _pipe(
-        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, not_before: float
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-
-        async def deliver() -> None:
-            while True:
-                at, data = await queue.get()
-                wait = at - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                if not data:
-                    with contextlib.suppress(Exception):
-                        if dst.can_write_eof():
-                            dst.write_eof()
-                    return
-                dst.write(data)
-                await dst.drain()
-
-        sender = asyncio.ensure_future(deliver())
-        try:
-            while True:
-                data = await src.read(256 * 1024)
-                queue.put_nowait((max(loop.time() + self.one_way, not_before), data))
-                if not data:
-                    break
-            await sender
-        finally:
-            sender.cancel()
-
-
 # -- output ----------------------------------------------------------------------------------------
 
 
@@ -839,9 +607,9 @@ def rmtree(path: Path) -> None:
 def verify_copies(target: RegistryServer, expected: Iterable[tuple[str, str, str]]) -> list[str]:
     """Problems with `(repo, tag, digest)` on the target (empty when all are there, exact)."""
     problems = []
-    with Pusher(target) as admin:
+    with RawClient(target, timeout=ADMIN_TIMEOUT) as admin:
         for repo, tag, digest in expected:
-            got = admin.manifest_digest(repo, tag)
+            got = admin.head_manifest(repo, tag)
             if got != digest:
                 problems.append(f"{repo}:{tag}: target has {got}, upstream {digest}")
     return problems

@@ -31,13 +31,13 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `tests` impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
+    ADMIN_TIMEOUT,
     MIB,
     REPO_ROOT,
     SKOPEO,
     AccessWindow,
     Measured,
     PushedImage,
-    Pusher,
     Tool,
     check_tools,
     fill_registry,
@@ -48,6 +48,7 @@ from bench.common import (
     machine_summary,
     median,
     print_table,
+    push_index_image,
     ratio,
     rmtree,
     run_measured,
@@ -56,6 +57,7 @@ from bench.common import (
     verify_copies,
     write_image_sync_config,
 )
+from tests.bed.rawclient import RawClient
 from tests.bed.registry import RegistryServer, start_registry
 
 RSS_TARGET_MIB = 45.0
@@ -144,9 +146,9 @@ def _big_layer_rss(upstream: RegistryServer, sizes: Sizes, base: Path) -> list[l
     rows: list[list[object]] = []
     for size in sizes.big_layers:
         repo = f"bench/big{size // MIB}"
-        with Pusher(upstream) as pusher:
-            image = pusher.index_image(
-                repo, "1.0", platforms=("linux/amd64",), layers=1, layer_size=size
+        with RawClient(upstream, timeout=ADMIN_TIMEOUT) as raw:
+            image = push_index_image(
+                raw, repo, "1.0", platforms=("linux/amd64",), layers=1, layer_size=size
             )
         row: list[object] = [f"{size / MIB:g}"]
         for tool in ("image-sync", "skopeo"):

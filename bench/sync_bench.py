@@ -7,10 +7,11 @@
     wall time against `skopeo sync --all --preserve-digests --src yaml --dest docker` over the
     same tags (each tool has its own target registry; the upstream is shared).
 
-(b) WAN: a TCP proxy adds 25 ms each way (50 ms round trip; a new connection costs one more round
-    trip) in front of the upstream and the targets; 4 repositories x 25 tags (100), 2 platforms,
-    one tiny layer. The upstream is anonymous and the targets use Basic auth, so no token server
-    is involved: token realms point at the token server directly and would bypass the proxy.
+(b) WAN: the test bed's proxy delays every request by 50 ms (a round trip; a new connection
+    costs one more round trip) in front of the upstream and the targets; 4 repositories x 25
+    tags (100), 2 platforms, one tiny layer. The upstream is anonymous and the targets use Basic
+    auth, so no token server is involved: token realms point at the token server directly and
+    would bypass the proxy.
     Cold (empty target) and warm runs of both tools.
 
 Run: `.venv/bin/python bench/sync_bench.py` (`--quick` for a tiny smoke run).
@@ -33,7 +34,6 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `tests` impor
 from bench.common import (
     MIB,
     AccessWindow,
-    DelayProxy,
     LogLine,
     Measured,
     Tool,
@@ -46,6 +46,8 @@ from bench.common import (
     print_table,
     ratio,
 )
+from tests.bed.faults import Delay
+from tests.bed.proxy import FaultProxy
 from tests.bed.registry import AuthMode, RegistryServer, start_registry
 from tests.bed.token_server import TokenRequest, parse_scope
 
@@ -306,7 +308,7 @@ def lan(sizes: Sizes, base: Path) -> tuple[dict[str, float], bool]:
 def wan(sizes: Sizes, base: Path) -> tuple[float, float]:
     s = sizes.wan
     servers: list[RegistryServer] = []
-    proxy: DelayProxy | None = None
+    proxies: dict[int, FaultProxy] = {}  # registry port -> the proxy in front of it
     try:
         upstream = start_registry("anonymous", base_dir=base / "wan-upstream")
         servers.append(upstream)
@@ -322,15 +324,19 @@ def wan(sizes: Sizes, base: Path) -> tuple[float, float]:
         for name in ("image-sync", "skopeo"):
             targets[name] = start_registry("basic", base_dir=base / f"wan-target-{name}")
             servers.append(targets[name])
-        proxy = DelayProxy([srv.port for srv in servers], sizes.one_way_s).start()
-        up_host = f"127.0.0.1:{proxy.port_for(upstream.port)}"
+        round_trip = 2 * sizes.one_way_s
+        for srv in servers:
+            # Every request costs a round trip, a new connection's first one a handshake more.
+            proxies[srv.port] = FaultProxy(srv).start()
+            proxies[srv.port].add_rule(Delay(round_trip, on_connect=round_trip))
+        up_host = proxies[upstream.port].host
         tools = [
             Tool(
                 name,
                 images=images,
                 upstream_host=up_host,
                 target=targets[name],
-                target_host=f"127.0.0.1:{proxy.port_for(targets[name].port)}",
+                target_host=proxies[targets[name].port].host,
                 home=base / f"wan-{name}",
             )
             for name in ("image-sync", "skopeo")
@@ -344,14 +350,15 @@ def wan(sizes: Sizes, base: Path) -> tuple[float, float]:
         results: dict[tuple[str, str], tuple[float, int]] = {}
         for phase in ("cold", "warm"):
             for tool in tools:
-                before = proxy.connections
+                before = sum(p.connections for p in proxies.values())
                 m = tool.run()
-                results[(tool.name, phase)] = (m.wall_s, proxy.connections - before)
+                connections = sum(p.connections for p in proxies.values()) - before
+                results[(tool.name, phase)] = (m.wall_s, connections)
                 print(f"  {phase} {tool.name:10s} {m.wall_s:7.2f} s", flush=True)
                 if phase == "cold":
                     tool.verify()
     finally:
-        if proxy is not None:
+        for proxy in proxies.values():
             proxy.stop()
         for server in servers:
             server.stop()

@@ -109,9 +109,11 @@ class CdnRedirect:
 
 @dataclass(frozen=True)
 class Delay:
-    """Wait before forwarding."""
+    """Wait before forwarding; the first request on a new connection waits `on_connect` more
+    (the fault proxy only: a distant registry's TCP handshake)."""
 
     seconds: float
+    on_connect: float = 0.0
     name: str = "latency"
 
 

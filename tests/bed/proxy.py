@@ -58,6 +58,7 @@ __all__ = ["FaultProxy", "ProxyRecord", "header_pairs"]
 
 _HEAD_LIMIT = 1024 * 1024
 _RELAY_CHUNK = 64 * 1024
+_TLS_HANDSHAKE = b"\x16"  # the first byte of a TLS ClientHello record
 _REASONS = {
     200: "OK",
     201: "Created",
@@ -126,8 +127,14 @@ class _Head:
 
 
 async def _read_head(reader: asyncio.StreamReader) -> _Head | None:
+    """The next request or response head; None at the end of the connection, or when the
+    client opens with a TLS handshake (a client that tries HTTPS first, as skopeo does, then
+    falls back to plain HTTP at once instead of waiting out its handshake timeout)."""
     try:
-        raw = await reader.readuntil(b"\r\n\r\n")
+        first = await reader.readexactly(1)
+        if first == _TLS_HANDSHAKE:
+            return None
+        raw = first + await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError as exc:
         if not exc.partial:
             return None
@@ -251,6 +258,9 @@ class FaultProxy(FaultInjector):
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
         self.cdn_port = 0
+        #: Client connections the proxy listener accepted.
+        self.connections = 0
+        self._fresh: set[asyncio.StreamWriter] = set()  # connections before their first request
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -377,7 +387,12 @@ class FaultProxy(FaultInjector):
     async def _serve_proxy(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        await self._serve(reader, writer, self._exchange)
+        self.connections += 1
+        self._fresh.add(writer)
+        try:
+            await self._serve(reader, writer, self._exchange)
+        finally:
+            self._fresh.discard(writer)
 
     async def _serve_cdn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self._serve(reader, writer, self._cdn_exchange)
@@ -430,6 +445,8 @@ class FaultProxy(FaultInjector):
         method, target, _ = head.first_line.split(" ", 2)
         path = target.split("?", 1)[0]
         faults = self._choose(method, target)
+        first_on_connection = writer in self._fresh
+        self._fresh.discard(writer)
         state: dict[str, Any] = {"status": None, "req": 0, "resp": 0, "faults": []}
 
         def record() -> None:
@@ -451,7 +468,9 @@ class FaultProxy(FaultInjector):
             for fault in faults:
                 if isinstance(fault, Delay):
                     state["faults"].append(fault.name)
-                    await asyncio.sleep(fault.seconds)
+                    await asyncio.sleep(
+                        fault.seconds + (fault.on_connect if first_on_connection else 0.0)
+                    )
                 elif isinstance(fault, Invoke):
                     state["faults"].append(fault.name)
                     fault.callback(method, target)

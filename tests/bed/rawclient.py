@@ -8,9 +8,10 @@ source and to check a target. It does no retries and hides no errors: anything u
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -96,7 +97,7 @@ class RawClient:
         expect: Iterable[int],
         what: str,
         headers: Mapping[str, str] | None = None,
-        content: bytes | None = None,
+        content: bytes | Iterable[bytes] | None = None,
     ) -> httpx.Response:
         response = self._http.request(
             method, url, headers=self._headers(*repos, extra=headers), content=content
@@ -114,6 +115,32 @@ class RawClient:
             "POST", f"/v2/{repo}/blobs/uploads/", repo, expect=[202], what="start upload"
         )
         self._finish_upload(repo, started, digest, data)
+        return digest
+
+    def push_blob_stream(self, repo: str, chunks: Iterable[bytes]) -> str:
+        """Streamed upload of a blob too large to hold (POST, one PATCH fed by `chunks`, then
+        PUT with the digest of what was sent); returns the digest."""
+        started = self._request(
+            "POST", f"/v2/{repo}/blobs/uploads/", repo, expect=[202], what="start upload"
+        )
+        sent = hashlib.sha256()
+
+        def hashed() -> Iterator[bytes]:
+            for chunk in chunks:
+                sent.update(chunk)
+                yield chunk
+
+        patched = self._request(
+            "PATCH",
+            str(started.url.join(started.headers["Location"])),
+            repo,
+            expect=[202],
+            what="stream upload",
+            headers={"Content-Type": "application/octet-stream"},
+            content=hashed(),
+        )
+        digest = f"sha256:{sent.hexdigest()}"
+        self._finish_upload(repo, patched, digest, b"")
         return digest
 
     def _finish_upload(self, repo: str, started: httpx.Response, digest: str, data: bytes) -> None:
