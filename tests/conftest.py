@@ -22,7 +22,7 @@ from tests.bed.registry import (
     AuthMode,
     RegistryFactory,
     RegistryServer,
-    start_registry,
+    started_registries,
 )
 from tests.bed.token_server import signing_material
 from tests.scenario import Scenario
@@ -30,7 +30,7 @@ from tests.scenario import Scenario
 # Fixtures that start processes: a test that uses one, directly or through another fixture, is
 # marked `integration` at collection. Tests and module fixtures that start processes themselves
 # carry the marker in their module.
-PROCESS_FIXTURES = frozenset({"registry_factory"})
+PROCESS_FIXTURES = frozenset({"registry_factory", "module_registry_factory"})
 
 # Audit events (sys.audit) raised when this interpreter starts another process.
 _SPAWN_EVENTS = frozenset(
@@ -118,34 +118,19 @@ def _collect_garbage_after_each_test() -> Iterator[None]:
 
 @pytest.fixture
 def registry_factory(tmp_path: Path) -> Iterator[RegistryFactory]:
-    started: list[RegistryServer] = []
-
-    def start(
-        auth: AuthMode = "anonymous",
-        *,
-        allow_foreign_layers: bool = False,
-        token_lifetime: float = 300.0,
-    ) -> RegistryServer:
-        server = start_registry(
-            auth,
-            base_dir=tmp_path / f"registry-{len(started)}-{auth}",
-            allow_foreign_layers=allow_foreign_layers,
-            token_lifetime=token_lifetime,
-        )
-        started.append(server)
-        return server
-
-    try:
+    """Registries for one test, stopped when it ends."""
+    with started_registries(tmp_path) as start:
         yield start
-    finally:
-        errors: list[BaseException] = []
-        for server in reversed(started):
-            try:
-                server.stop()
-            except Exception as exc:  # keep stopping the others
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+
+
+@pytest.fixture(scope="module")
+def module_registry_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RegistryFactory]:
+    """Registries shared by a module's tests (each test uses repositories of its own), stopped
+    after its last test."""
+    with started_registries(tmp_path_factory.mktemp("module-registries")) as start:
+        yield start
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple, Protocol, get_args
@@ -42,7 +43,9 @@ __all__ = [
     "RegistryRequest",
     "RegistryServer",
     "RegistryStartError",
+    "free_port",
     "start_registry",
+    "started_registries",
 ]
 
 AuthMode = Literal["anonymous", "basic", "bearer-hub", "bearer-quay"]
@@ -228,7 +231,8 @@ def _stop_leftovers() -> None:
 # -- starting ----------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port nothing listens on (now)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -363,7 +367,7 @@ def start_registry(
 
         access_log, server_log = base / "access.log", base / "registry.log"
         for _ in range(_PORT_ATTEMPTS):
-            port = _free_port()
+            port = free_port()
             config_path = base / "config.yml"  # JSON is valid YAML: no PyYAML needed
             config = _config(
                 port=port,
@@ -412,3 +416,37 @@ def start_registry(
         if owns:
             shutil.rmtree(base, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def started_registries(base_dir: Path) -> Iterator[RegistryFactory]:
+    """A factory of registries under `base_dir`; every registry it started is stopped on the
+    way out (for a test, or for a module that shares them)."""
+    started: list[RegistryServer] = []
+
+    def start(
+        auth: AuthMode = "anonymous",
+        *,
+        allow_foreign_layers: bool = False,
+        token_lifetime: float = 300.0,
+    ) -> RegistryServer:
+        server = start_registry(
+            auth,
+            base_dir=base_dir / f"registry-{len(started)}-{auth}",
+            allow_foreign_layers=allow_foreign_layers,
+            token_lifetime=token_lifetime,
+        )
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        errors: list[BaseException] = []
+        for server in reversed(started):
+            try:
+                server.stop()
+            except Exception as exc:  # keep stopping the others
+                errors.append(exc)
+        if errors:
+            raise errors[0]
