@@ -19,6 +19,10 @@ image-sync's latency: `--skip-lan --wan-tags 25 --no-skopeo` times image-sync al
 target) and prints every run, and `--timeline DIR` records every request and the engine's phases
 of image-sync's runs (`bench/timeline.py`) and prints where the time went (`--profile`: and a
 cProfile of each run beside it).
+
+image-sync runs in (b) use compiled bytecode, as an installed package does: when the environment
+sets PYTHONDONTWRITEBYTECODE, it is dropped for image-sync and an untimed `status` run compiles
+what a sync imports (`--no-bytecode` keeps it: every run then compiles every module it imports).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `tests` impor
 
 from bench.common import (
     MIB,
+    REPO_ROOT,
     AccessWindow,
     DelayProxy,
     LogLine,
@@ -50,6 +55,7 @@ from bench.common import (
     median,
     print_table,
     ratio,
+    run_measured,
 )
 from bench.timeline import summarize
 from tests.bed.registry import AuthMode, RegistryServer, start_registry
@@ -318,6 +324,18 @@ class WanOptions:
     timeline: Path | None = None
     #: With `timeline`: a cProfile of each run next to its timeline (slows the runs).
     profile: bool = False
+    #: image-sync runs with compiled bytecode, as installed (see `_with_bytecode`).
+    bytecode: bool = True
+
+
+def _with_bytecode(tool: Tool) -> None:
+    """Let image-sync's runs use compiled bytecode, as an installed package does (pip and Cloud
+    Functions compile it): an environment with PYTHONDONTWRITEBYTECODE set (and a venv that uv
+    installed without bytecode) would otherwise make every run compile every module it
+    imports. An untimed `status` run (no writes) compiles what a sync imports."""
+    tool.env = {k: v for k, v in tool.env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    assert tool.argv[-2:] == ["sync", "--no-discover"], tool.argv
+    run_measured([*tool.argv[:-2], "status"], env=tool.env, cwd=REPO_ROOT)
 
 
 def _timed_argv(argv: list[str], out: Path) -> list[str]:
@@ -373,6 +391,9 @@ def wan(sizes: Sizes, base: Path, opts: WanOptions | None = None) -> tuple[float
                 )
                 for name in names
             ]
+            for tool in tools:
+                if tool.name == "image-sync" and opts.bytecode:
+                    _with_bytecode(tool)
             plain = {tool.name: tool.argv for tool in tools}
             for phase in ("cold", "warm"):
                 for tool in tools:
@@ -469,6 +490,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="with --timeline: a cProfile of each run too"
     )
+    parser.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="(b) keep PYTHONDONTWRITEBYTECODE if set: image-sync compiles its modules each run",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.wan_tags:
@@ -492,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
                     runs=args.runs,
                     timeline=args.timeline,
                     profile=args.profile,
+                    bytecode=not args.no_bytecode,
                 ),
             )
     print(f"\nload average at the end: {load_average()}")
