@@ -14,7 +14,16 @@
     would bypass the proxy.
     Cold (empty target) and warm runs of both tools.
 
-Run: `.venv/bin/python bench/sync_bench.py` (`--quick` for a tiny smoke run).
+Run: `.venv/bin/python bench/sync_bench.py` (`--quick` for a tiny smoke run). While working on
+image-sync's latency: `--skip-lan --wan-tags 25 --no-skopeo` times image-sync alone over the WAN
+(skopeo's runs take about ten minutes there), `--runs N` repeats each phase (cold on a fresh
+target) and prints every run, and `--timeline DIR` records every request and the engine's phases
+of image-sync's runs (`bench/timeline.py`) and prints where the time went (`--profile`: and a
+cProfile of each run beside it).
+
+image-sync runs in (b) use compiled bytecode, as an installed package does: when the environment
+sets PYTHONDONTWRITEBYTECODE, it is dropped for image-sync and an untimed `status` run compiles
+what a sync imports (`--no-bytecode` keeps it: every run then compiles every module it imports).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `tests` impor
 
 from bench.common import (
     MIB,
+    REPO_ROOT,
     AccessWindow,
     LogLine,
     Measured,
@@ -45,7 +55,9 @@ from bench.common import (
     median,
     print_table,
     ratio,
+    run_measured,
 )
+from bench.timeline import summarize
 from tests.bed.faults import Delay
 from tests.bed.proxy import FaultProxy
 from tests.bed.registry import AuthMode, RegistryServer, start_registry
@@ -305,7 +317,39 @@ def lan(sizes: Sizes, base: Path) -> tuple[dict[str, float], bool]:
 # -- (b) WAN: cold and warm behind a delaying proxy ---------------------------------------------
 
 
-def wan(sizes: Sizes, base: Path) -> tuple[float, float]:
+@dataclass(frozen=True)
+class WanOptions:
+    """What part (b) runs: skopeo too or not, runs per phase, where timelines go."""
+
+    skopeo: bool = True
+    runs: int = 1
+    timeline: Path | None = None
+    #: With `timeline`: a cProfile of each run next to its timeline (slows the runs).
+    profile: bool = False
+    #: image-sync runs with compiled bytecode, as installed (see `_with_bytecode`).
+    bytecode: bool = True
+
+
+def _with_bytecode(tool: Tool) -> None:
+    """Let image-sync's runs use compiled bytecode, as an installed package does (pip and Cloud
+    Functions compile it): an environment with PYTHONDONTWRITEBYTECODE set (and a venv that uv
+    installed without bytecode) would otherwise make every run compile every module it
+    imports. An untimed `status` run (no writes) compiles what a sync imports."""
+    tool.env = {k: v for k, v in tool.env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    assert tool.argv[-2:] == ["sync", "--no-discover"], tool.argv
+    run_measured([*tool.argv[:-2], "status"], env=tool.env, cwd=REPO_ROOT)
+
+
+def _timed_argv(argv: list[str], out: Path) -> list[str]:
+    """An image-sync argv (`python -m sync ...`) run under `bench.timeline` writing to `out`."""
+    assert argv[1:3] == ["-m", "sync"], argv
+    return [argv[0], "-m", "bench.timeline", str(out), *argv[3:]]
+
+
+def wan(sizes: Sizes, base: Path, opts: WanOptions | None = None) -> tuple[float, float] | None:
+    """Part (b); the ratios to skopeo sync (None without skopeo)."""
+    opts = opts or WanOptions()
+    names = ("image-sync", "skopeo") if opts.skopeo else ("image-sync",)
     s = sizes.wan
     servers: list[RegistryServer] = []
     proxies: dict[int, FaultProxy] = {}  # registry port -> the proxy in front of it
@@ -320,43 +364,69 @@ def wan(sizes: Sizes, base: Path) -> tuple[float, float]:
             layer_size=s.layer_size,
             workers=4,
         )
+        # One target per tool and run: every cold run starts from an empty registry.
         targets = {}
-        for name in ("image-sync", "skopeo"):
-            targets[name] = start_registry("basic", base_dir=base / f"wan-target-{name}")
-            servers.append(targets[name])
+        for run in range(opts.runs):
+            for name in names:
+                targets[(name, run)] = start_registry(
+                    "basic", base_dir=base / f"wan-target-{name}-{run + 1}"
+                )
+                servers.append(targets[(name, run)])
         round_trip = 2 * sizes.one_way_s
         for srv in servers:
             # Every request costs a round trip, a new connection's first one a handshake more.
             proxies[srv.port] = FaultProxy(srv).start()
             proxies[srv.port].add_rule(Delay(round_trip, on_connect=round_trip))
         up_host = proxies[upstream.port].host
-        tools = [
-            Tool(
-                name,
-                images=images,
-                upstream_host=up_host,
-                target=targets[name],
-                target_host=proxies[targets[name].port].host,
-                home=base / f"wan-{name}",
-            )
-            for name in ("image-sync", "skopeo")
-        ]
         print(
             f"\n(b) WAN: {sizes.one_way_s * 1000:g} ms each way through a proxy; anonymous "
             f"upstream, Basic-auth targets (no token servers); {s.repos} repos x {s.tags} tags "
             f"= {len(images)}, 2 platforms, 1 layer of {human_size(s.layer_size)}",
             flush=True,
         )
-        results: dict[tuple[str, str], tuple[float, int]] = {}
-        for phase in ("cold", "warm"):
+        walls: dict[tuple[str, str], list[tuple[float, int]]] = {}
+        for run in range(opts.runs):
+            tools = [
+                Tool(
+                    name,
+                    images=images,
+                    upstream_host=up_host,
+                    target=targets[(name, run)],
+                    target_host=proxies[targets[(name, run)].port].host,
+                    home=base / f"wan-{name}-{run + 1}",
+                )
+                for name in names
+            ]
             for tool in tools:
-                before = sum(p.connections for p in proxies.values())
-                m = tool.run()
-                connections = sum(p.connections for p in proxies.values()) - before
-                results[(tool.name, phase)] = (m.wall_s, connections)
-                print(f"  {phase} {tool.name:10s} {m.wall_s:7.2f} s", flush=True)
-                if phase == "cold":
-                    tool.verify()
+                if tool.name == "image-sync" and opts.bytecode:
+                    _with_bytecode(tool)
+            plain = {tool.name: tool.argv for tool in tools}
+            for phase in ("cold", "warm"):
+                for tool in tools:
+                    trace = None
+                    if opts.timeline is not None and tool.name == "image-sync":
+                        trace = opts.timeline / f"wan-{phase}-{run + 1}.jsonl"
+                        tool.argv = _timed_argv(plain[tool.name], trace)
+                        if opts.profile:
+                            tool.env = {
+                                **tool.env,
+                                "BENCH_PROFILE": str(trace.with_suffix(".prof")),
+                            }
+                    before = sum(p.connections for p in proxies.values())
+                    m = tool.run()
+                    conns = sum(p.connections for p in proxies.values()) - before
+                    walls.setdefault((tool.name, phase), []).append((m.wall_s, conns))
+                    print(
+                        f"  {phase} {tool.name:10s} {m.wall_s:7.2f} s (CPU {m.cpu_s:.2f} s, "
+                        f"{conns} connections)",
+                        flush=True,
+                    )
+                    if phase == "cold":
+                        tool.verify()
+                    if trace is not None:
+                        print(summarize(trace), flush=True)
+        # The median run of each (of one or two runs, the faster).
+        results = {key: sorted(runs)[(len(runs) - 1) // 2] for key, runs in walls.items()}
     finally:
         for proxy in proxies.values():
             proxy.stop()
@@ -364,26 +434,31 @@ def wan(sizes: Sizes, base: Path) -> tuple[float, float]:
             server.stop()
 
     rows: list[list[object]] = []
-    for name in ("image-sync", "skopeo"):
+    for name in names:
         (cw, cc), (ww, wc) = results[(name, "cold")], results[(name, "warm")]
         rows.append([name, f"{cw:.2f}", cc, f"{ww:.2f}", wc])
-    cold_ratio = results[("image-sync", "cold")][0] / results[("skopeo", "cold")][0]
-    warm_ratio = results[("image-sync", "warm")][0] / results[("skopeo", "warm")][0]
-    rows.append(["image-sync/skopeo", f"{cold_ratio:.3f}x", "", f"{warm_ratio:.3f}x", ""])
+    ratios = None
+    if opts.skopeo:
+        cold_ratio = results[("image-sync", "cold")][0] / results[("skopeo", "cold")][0]
+        warm_ratio = results[("image-sync", "warm")][0] / results[("skopeo", "warm")][0]
+        rows.append(["image-sync/skopeo", f"{cold_ratio:.3f}x", "", f"{warm_ratio:.3f}x", ""])
+        ratios = cold_ratio, warm_ratio
     print_table(
-        f"(b) WAN ({2 * sizes.one_way_s * 1000:g} ms round trip), {len(images)} tags",
+        f"(b) WAN ({2 * sizes.one_way_s * 1000:g} ms round trip), {len(images)} tags"
+        + (f", median of {opts.runs} runs" if opts.runs > 1 else ""),
         ["tool", "cold s", "cold connections", "warm s", "warm connections"],
         rows,
     )
     print("\n(b) targets:")
-    print(
-        f"  warm <= {WARM_TARGET}x skopeo sync: {warm_ratio:.3f}x -> "
-        f"{'MET' if warm_ratio <= WARM_TARGET else 'NOT MET'}"
-    )
-    print(
-        f"  cold <= {COLD_TARGET}x skopeo sync: {cold_ratio:.3f}x -> "
-        f"{'MET' if cold_ratio <= COLD_TARGET else 'NOT MET'}"
-    )
+    if ratios is not None:
+        print(
+            f"  warm <= {WARM_TARGET}x skopeo sync: {ratios[1]:.3f}x -> "
+            f"{'MET' if ratios[1] <= WARM_TARGET else 'NOT MET'}"
+        )
+        print(
+            f"  cold <= {COLD_TARGET}x skopeo sync: {ratios[0]:.3f}x -> "
+            f"{'MET' if ratios[0] <= COLD_TARGET else 'NOT MET'}"
+        )
     for phase, goal in (("warm", WARM_GOAL_S), ("cold", COLD_GOAL_S)):
         wall = results[("image-sync", phase)][0]
         verdict = (
@@ -395,7 +470,7 @@ def wan(sizes: Sizes, base: Path) -> tuple[float, float]:
             f"  image-sync {phase} <= {goal:g} s for {WAN_TAGS_FOR_GOALS} tags: "
             f"{wall:.2f} s -> {verdict}"
         )
-    return cold_ratio, warm_ratio
+    return ratios
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -406,6 +481,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-lan", action="store_true", help="only the WAN part (b)")
     parser.add_argument("--skip-wan", action="store_true", help="only the LAN part (a)")
+    parser.add_argument(
+        "--no-skopeo", action="store_true", help="(b) times image-sync alone (no ratios)"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=1, metavar="N", help="(b) cold and warm N times each"
+    )
+    parser.add_argument(
+        "--timeline",
+        type=Path,
+        metavar="DIR",
+        help="(b) record image-sync's requests and phases into DIR and summarize them",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="with --timeline: a cProfile of each run too"
+    )
+    parser.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="(b) keep PYTHONDONTWRITEBYTECODE if set: image-sync compiles its modules each run",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.wan_tags:
@@ -419,7 +514,19 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_lan:
             lan(sizes, Path(tmp))
         if not args.skip_wan:
-            wan(sizes, Path(tmp))
+            if args.timeline is not None:
+                args.timeline.mkdir(parents=True, exist_ok=True)
+            wan(
+                sizes,
+                Path(tmp),
+                WanOptions(
+                    skopeo=not args.no_skopeo,
+                    runs=args.runs,
+                    timeline=args.timeline,
+                    profile=args.profile,
+                    bytecode=not args.no_bytecode,
+                ),
+            )
     print(f"\nload average at the end: {load_average()}")
     return 0
 

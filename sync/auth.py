@@ -170,6 +170,7 @@ class Authenticator:
         self._credentials: Credentials | None = None
         self._credentials_loaded = False
         self._lock = asyncio.Lock()
+        self._credentials_lock = asyncio.Lock()
         self._token_locks: dict[tuple[str, ...], asyncio.Lock] = {}
         self._tokens: dict[tuple[str, ...], _Token] = {}
         #: Whether the token service issued a token for the configured credentials.
@@ -184,6 +185,8 @@ class Authenticator:
 
     async def ping(self) -> None:
         """`GET /v2/` once per host to learn how it wants to be authenticated."""
+        if self._pinged:
+            return
         async with self._lock:
             if self._pinged:
                 return
@@ -225,7 +228,7 @@ class Authenticator:
 
     async def credentials(self) -> Credentials | None:
         if not self._credentials_loaded:
-            async with self._lock:
+            async with self._credentials_lock:
                 if not self._credentials_loaded and self._provider is not None:
                     self._credentials = await asyncio.to_thread(self._provider, self.host)
                 self._credentials_loaded = True

@@ -128,7 +128,8 @@ def hard_stop_after(deadline: float) -> float:
 
 #: Tags compared at once per upstream host (a manifest HEAD on each side; no pulls): as many as
 #: a registry client keeps connections, so a warm run costs a few rounds of HEADs, not one
-#: round per `RunOptions.concurrency` tags. Copies are bounded by `concurrency`.
+#: round per `RunOptions.concurrency` tags. A slot is held for the comparison only: copies
+#: are bounded by `concurrency`, and a tag's referrers wait for nothing but their requests.
 COMPARE_CONCURRENCY = MAX_CONNECTIONS
 
 #: Docker Hub pulls one copy is assumed to spend while it runs (index + children), reserved
@@ -292,23 +293,20 @@ class Engine:
             host = item.image.upstream_ref.host
             slot = slots.setdefault(host, asyncio.Semaphore(COMPARE_CONCURRENCY))
             copy_slot = copy_slots.setdefault(host, asyncio.Semaphore(options.concurrency))
-            async with slot:
-                try:
-                    report = await self._tag(item, options, deadline, copy_slot)
-                    item.image_report, item.phase = report, "referrers"
-                    item.report = await self._tag_referrers(item, report, options, deadline)
-                except Exception as exc:  # a bug must cost one tag, not the run
-                    log.exception("%s:%s failed unexpectedly", item.image.name, item.tag)
-                    item.report = TagReport(
-                        tag=item.tag,
-                        discovered=item.discovered,
-                        state=item.state,
-                        action="failed",
-                        error=ErrorInfo(
-                            code=INTERNAL, message=f"internal error: {type(exc).__name__}"
-                        ),
-                    )
-                item.phase = "done"
+            try:
+                report = await self._tag(item, options, deadline, slot, copy_slot)
+                item.image_report, item.phase = report, "referrers"
+                item.report = await self._tag_referrers(item, report, options, deadline)
+            except Exception as exc:  # a bug must cost one tag, not the run
+                log.exception("%s:%s failed unexpectedly", item.image.name, item.tag)
+                item.report = TagReport(
+                    tag=item.tag,
+                    discovered=item.discovered,
+                    state=item.state,
+                    action="failed",
+                    error=ErrorInfo(code=INTERNAL, message=f"internal error: {type(exc).__name__}"),
+                )
+            item.phase = "done"
 
         async def discover(run: _ImageRun) -> None:
             image = run.image
@@ -336,6 +334,16 @@ class Engine:
             image = run.image
             if options.discover and not options.compare_only and image.discovers_tags:
                 jobs.insert(0, discover(run))
+            elif (
+                image.effective_referrers
+                and run.work
+                and (deadline is None or time.monotonic() < deadline)
+            ):
+                # The referrers of every tag need the upstream's tag list: read while the
+                # tags are compared, not after the first comparison (one round trip less).
+                self._referrers.prefetch_tag_list(
+                    self._client(image.upstream_ref.host), image.upstream_ref.repository
+                )
             await asyncio.gather(*jobs)
 
         tasks = [asyncio.create_task(one_image(run)) for run in runs]
@@ -466,7 +474,33 @@ class Engine:
         work: _Work,
         options: RunOptions,
         deadline: float | None,
+        compare_slot: asyncio.Semaphore,
         copy_slot: asyncio.Semaphore,
+    ) -> TagReport:
+        """Compare the tag, holding one of the upstream host's compare slots until the
+        comparison is over (a tag waiting for a copy slot leaves its compare slot to the next
+        tag), and copy it when it differs, holding a copy slot."""
+        await compare_slot.acquire()
+        held = True
+
+        def compared() -> None:
+            nonlocal held
+            if held:
+                held = False
+                compare_slot.release()
+
+        try:
+            return await self._compare_and_copy(work, options, deadline, copy_slot, compared)
+        finally:
+            compared()
+
+    async def _compare_and_copy(
+        self,
+        work: _Work,
+        options: RunOptions,
+        deadline: float | None,
+        copy_slot: asyncio.Semaphore,
+        compared: Callable[[], None],
     ) -> TagReport:
         image, tag = work.image, work.tag
         fields: dict[str, object] = {"image": image.name, "tag": tag, "discovered": work.discovered}
@@ -548,6 +582,7 @@ class Engine:
         # A copy slot is taken before the refusal checks (deadline, pull budget) and released
         # after the copy; nothing between here and the `try` below awaits.
         work.phase = "queued"
+        compared()
         await copy_slot.acquire()
         refusal = self._refusal(upstream, options, deadline)
         if refusal is not None:

@@ -183,6 +183,13 @@ class Referrers:
             keep_failure=True,
         )
 
+    def prefetch_tag_list(self, client: RegistryClient, repository: str) -> None:
+        """Start reading the repository's tag list for `tag_list` (its failure, if any, is
+        kept for the callers of `tag_list`: nothing is raised here)."""
+        key = (client.host, repository)
+        if key not in self._tag_lists:
+            self._tag_lists[key] = self._copier.start(_run(lambda: client.tag_list(repository)))
+
     async def _head(
         self, client: RegistryClient, repository: str, reference: str, *, write: bool = False
     ) -> ManifestInfo | None:
